@@ -200,7 +200,8 @@ class Callbacks:
         return 0
 
     def hb_store_statistics(self, hb) -> None:
-        """Fill the next heartbeat: call ``hb.cpu_usage(...)``, ``hb.mem_usage(...)`` etc.
+        """Fill the next heartbeat: call ``hb.set_cpu_usage(...)``, ``hb.set_mem_usage(...)``,
+        and the other ``set_*`` methods named after libarms' ``arms_hb_set_*``.
 
         Called ahead of every heartbeat after the push confirmation (§1.6). What is not set
         this time is not sent. The default sends an empty (alive-only) heartbeat.
