@@ -43,6 +43,11 @@ from .protocol.initial_config import parse_initial_config
 from .states import Event, State, next_state
 from .transport import https
 from .transport.tls import BUILD_TIME, TlsPolicy, check_client_credentials
+from .transport import tls as _tls
+
+
+def tls_now() -> float:
+    return _tls._now()
 
 log = logging.getLogger("libarms.agent")
 
@@ -251,7 +256,7 @@ class Agent:
 
     def _note_verified(self) -> None:
         """A verified server contact: raise the time floor to the clock when the clock is sane."""
-        now = time.time()
+        now = tls_now()
         if now > self.ctx.time_floor:
             self.ctx.time_floor = now
             if self.time_floor_path:
@@ -464,9 +469,10 @@ class Agent:
         body = P.build_rs_solicitation_request(str(c.distribution_id), description=c.description,
                                                trigger=c.trigger)
         n = len(c.ls_urls)
+        start = c.ls_index
         for i in range(n):
             self._check_deadline()
-            idx = (c.ls_index + i) % n
+            idx = (start + i) % n
             url = c.ls_urls[idx]
             if not self._family_ok(line, url):
                 continue
@@ -566,9 +572,10 @@ class Agent:
             str(c.distribution_id), description=c.description, trigger=c.trigger,
             firmware_info=c.firmware_version)
         n = len(c.rs_urls)
+        start = c.current_rs
         for i in range(n):
             self._check_deadline()
-            idx = (c.current_rs + i) % n
+            idx = (start + i) % n
             url = c.rs_urls[idx]
             if not self._family_ok(line, url):
                 continue

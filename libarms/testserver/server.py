@@ -413,16 +413,17 @@ class TestServer:
                    b"Content-Length: 0\r\nConnection: close\r\n\r\n")
         else:
             out = f"HTTP/1.0 {status} Error\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".encode()
-        try:
-            req.wfile.write(out)          # one write: one TLS record for small answers
-        except OSError as e:
-            log.info("%s: could not answer %s: %s", req.role, req.peer, e)
+        # recorded before answering, so a client that saw the answer finds the request logged
         m = re.search(rb"<result-code>(\d+)</result-code>", body or b"")
         self.db.log_request(role=req.role, path=req.path, peer=req.peer, distribution_id=req.user,
                             type=msg_type, trig=trig, http_status=status,
                             result_code=int(m.group(1)) if m else None, body=request_body)
         with self._served:
             self._served.notify_all()
+        try:
+            req.wfile.write(out)          # one write: one TLS record for small answers
+        except OSError as e:
+            log.info("%s: could not answer %s: %s", req.role, req.peer, e)
 
     def _serve_arms(self, req: Request) -> None:
         h = req.handler

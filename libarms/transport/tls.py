@@ -42,6 +42,11 @@ _NO_CHECK_TIME = 0x200000
 LS_SUBJECT_PREFIXES = ("Location Server ", "ARMS Root CA")
 
 
+def _now() -> float:
+    """The system clock (one place, so tests can play a device that booted in 1970)."""
+    return time.time()
+
+
 class TlsVerifyError(ssl.SSLError):
     """The server's certificate was refused after the handshake (name, CN rule, dates)."""
 
@@ -60,7 +65,7 @@ class TlsPolicy:
         return max(self.time_floor, BUILD_TIME)
 
     def clock_behind(self, now: Optional[float] = None) -> bool:
-        return (time.time() if now is None else now) < self.floor()
+        return (_now() if now is None else now) < self.floor()
 
 
 @functools.lru_cache(maxsize=16)
@@ -146,7 +151,7 @@ def verify_peer(sock: ssl.SSLSocket, policy: TlsPolicy, host: str, *,
              "host name check could not apply, chain and dates verified")
     if policy.clock_behind(now):
         floor = policy.floor()
-        clock = time.time() if now is None else now
+        clock = _now() if now is None else now
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(floor))
         not_after = ssl.cert_time_to_seconds(cert["notAfter"])
         if not_after < floor:
