@@ -100,10 +100,10 @@ def cmd_serve(args) -> int:
         return 2
     info = {"ls_url": srv.ls_url, "rs_url": srv.rs_url, "ca": srv.ca_path,
             "legacy_tls": srv.legacy_tls, "pid": os.getpid()}
-    print(json.dumps(info), flush=True)
     if args.ready_file:
         from .._atomic import write_atomic
         write_atomic(args.ready_file, (json.dumps(info) + "\n").encode(), 0o644)
+    print(json.dumps(info), flush=True)
     while not stop.wait(3600):
         pass
     srv.stop()
