@@ -123,3 +123,63 @@ def write_server_cert(state_dir, ca_pki_dir, *, cn="Location Server 127.0.0.1", 
 
 def utc(*a):
     return datetime.datetime(*a, tzinfo=datetime.timezone.utc)
+
+
+class ConnectProxy:
+    """A minimal HTTP CONNECT proxy on loopback that records what clients asked for."""
+
+    def __init__(self, answer: bytes = b"HTTP/1.1 200 Connection established\r\n\r\n"):
+        import threading
+        self.answer = answer
+        self.requests = []
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/"
+        self._threads = []
+        t = threading.Thread(target=self._accept, daemon=True)
+        t.start()
+
+    def _accept(self):
+        import threading
+        for _ in range(50):
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            t = threading.Thread(target=self._handle, args=(c,), daemon=True)
+            t.start()
+
+    def _handle(self, c):
+        import select
+        c.settimeout(10)
+        head = b""
+        while b"\r\n\r\n" not in head:
+            d = c.recv(1024)
+            if not d:
+                return c.close()
+            head += d
+        self.requests.append(head)
+        if not self.answer.startswith(b"HTTP/1.1 200"):
+            c.sendall(self.answer)
+            return c.close()
+        hostport = head.split(b" ")[1].decode()
+        host, port = hostport.rsplit(":", 1)
+        up = socket.create_connection((host.strip("[]"), int(port)), timeout=10)
+        c.sendall(self.answer)
+        for _ in range(10000):
+            r, _, _ = select.select([c, up], [], [], 10)
+            if not r:
+                break
+            done = False
+            for s in r:
+                d = s.recv(65536)
+                if not d:
+                    done = True
+                    break
+                (up if s is c else c).sendall(d)
+            if done:
+                break
+        up.close()
+        c.close()
+
+    def close(self):
+        self.sock.close()

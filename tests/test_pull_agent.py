@@ -308,3 +308,58 @@ def test_pull_argument_and_registration_errors_are_einval():
         with pytest.raises(ArmsError) as e:
             call()
         assert e.value.code == Err.EINVAL
+
+
+def test_pull_goes_through_an_https_proxy_with_the_libarms_connect_request(pull_server):
+    from conftest_pull import ConnectProxy
+    proxy = ConnectProxy()
+    try:
+        a = make_agent(pull_server)
+        a.set_https_proxy(proxy.url)
+        a.pull()
+        assert a.state == State.PULLDONE
+        ls, rs = f"127.0.0.1:{pull_server.ls_port}", f"127.0.0.1:{pull_server.rs_port}"
+        assert proxy.requests == [f"CONNECT {ls} HTTP/1.1\r\nHost: {ls}\r\n\r\n".encode(),
+                                  f"CONNECT {rs} HTTP/1.1\r\nHost: {rs}\r\n\r\n".encode()]
+    finally:
+        proxy.close()
+
+
+def test_proxy_that_refuses_connect_is_a_failed_attempt(pull_server):
+    from conftest_pull import ConnectProxy
+    proxy = ConnectProxy(answer=b"HTTP/1.1 403 Forbidden\r\n\r\n")
+    try:
+        cb = Recorder()
+        a = make_agent(pull_server, cb, retry_max=0)
+        a.set_https_proxy(proxy.url)
+        with pytest.raises(ArmsError) as e:
+            a.pull()
+        assert e.value.code == Err.EMAXRETRY and "proxy refused CONNECT" in str(e.value)
+    finally:
+        proxy.close()
+
+
+def test_no_ls_line_waits_then_asks_to_pull_again(pull_server):
+    a = make_agent(pull_server)
+    with pytest.raises(ArmsError) as e:
+        a.pull(lines=[])
+    assert e.value.code == Err.EPULL and a.ctx.trigger == "LS not found"
+
+
+def test_total_timeout_ends_the_pull_with_etimeout(pull_server, monkeypatch):
+    import libarms.agent as agent_mod
+    monkeypatch.setattr(agent_mod, "MIN_TIMEOUT", 0.1)      # 60 s minimum is too long for a test
+    a = make_agent(pull_server, ls_url=f"https://127.0.0.1:{closed_port()}/arms.cgi",
+                   ls_retry_interval_factor=3600)
+    with pytest.raises(ArmsError) as e:
+        a.pull(timeout=0.3)
+    assert e.value.code == Err.ETIMEOUT and a.state == State.BOOT_FAIL
+
+
+def test_transition_table_refuses_a_transition_the_spec_does_not_have():
+    from libarms.states import Event, next_state
+    assert next_state(State.INITIAL, Event.LS_START) == State.LSPULL
+    assert next_state(State.RSPULL, Event.RS_FALLBACK) == State.LSPULL
+    assert next_state(State.PUSH_REBOOT, Event.RS_START) == State.RSPULL
+    with pytest.raises(RuntimeError):
+        next_state(State.INITIAL, Event.RS_DONE)
