@@ -251,8 +251,9 @@ class Agent:
         if seconds >= left:
             self._wake.wait(max(0.0, left))
             raise _Timeout()
-        if seconds > 0:
-            self._wake.wait(seconds)
+        if seconds > 0 and self._wake.wait(seconds):
+            self._last_error = "pull interrupted by end()"
+            raise _Timeout()
 
     def _note_verified(self) -> None:
         """A verified server contact: raise the time floor to the clock when the clock is sane."""
@@ -715,7 +716,8 @@ class Agent:
 
     def end(self) -> None:
         """``arms_end``: tell the application every known module is removed, forget them.
-        The state value is kept (as libarms)."""
+        The state value is kept (as libarms). Called from another thread while ``pull()``
+        waits (retry interval, line polling), it makes that pull end with ETIMEOUT."""
         c = self.ctx
         for m in c.modules:
             try:

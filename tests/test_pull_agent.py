@@ -363,3 +363,37 @@ def test_transition_table_refuses_a_transition_the_spec_does_not_have():
     assert next_state(State.PUSH_REBOOT, Event.RS_START) == State.RSPULL
     with pytest.raises(RuntimeError):
         next_state(State.INITIAL, Event.RS_DONE)
+
+
+def test_pull_over_ipv6_loopback(tmp_path, pull_pki):
+    import socket as _s
+    if not _s.has_ipv6:
+        pytest.skip("no IPv6")
+    try:
+        s = new_server(tmp_path / "srv6", pull_pki, host="::1").start()
+    except OSError as e:
+        pytest.skip(f"no ::1 here: {e}")
+    try:
+        s.add_device(DIST, LS_KEY, location={"lines": [{"type": "ra", "ifindex": 0}]})
+        a = make_agent(s)
+        assert s.ls_url.startswith("https://[::1]:")
+        a.pull(timeout=60, lines=[Line(LineType.RA, 0)])     # IPv6 lines in both stages
+        assert a.state == State.PULLDONE and a.ctx.rs_endpoint.startswith("https://[::1]:")
+    finally:
+        s.stop()
+
+
+def test_end_from_another_thread_interrupts_a_waiting_pull(pull_server):
+    import threading
+    cb = Recorder()
+    a = make_agent(pull_server, cb, ls_url=f"https://127.0.0.1:{closed_port()}/arms.cgi",
+                   ls_retry_interval_factor=3600)               # would wait an hour between rounds
+    waiting = threading.Event()
+    cb.log = lambda code, msg: waiting.set() if code == 8 else None
+    result = []
+    t = threading.Thread(target=lambda: result.append(pytest.raises(ArmsError, a.pull)))
+    t.start()
+    assert waiting.wait(30)
+    a.end()
+    t.join(30)
+    assert not t.is_alive() and result[0].value.code == Err.ETIMEOUT
