@@ -179,13 +179,17 @@ class ChunkDecoder:
                 pos = end + 2
                 continue
             need = hdr.size + 2
-            if n - pos < need:
+            avail = n - pos
+            if avail > hdr.size:  # check the CR LF as soon as its first byte is here
+                tail = buf[pos + hdr.size:pos + min(need, avail)]
+                if tail != b"\r\n"[:len(tail)]:
+                    if hdr.kind is ChunkKind.END:
+                        raise ProtocolError("tunnel zero chunk not followed by an empty line "
+                                            "(trailers are not supported)")
+                    raise ProtocolError(
+                        f"tunnel chunk data of {hdr.size} bytes not followed by CR LF")
+            if avail < need:
                 break
-            if buf[pos + hdr.size:pos + need] != b"\r\n":
-                if hdr.kind is ChunkKind.END:
-                    raise ProtocolError("tunnel zero chunk not followed by an empty line "
-                                        "(trailers are not supported)")
-                raise ProtocolError(f"tunnel chunk data of {hdr.size} bytes not followed by CR LF")
             out.append(Chunk(hdr.kind, hdr.id, hdr.trail, bytes(buf[pos:pos + hdr.size])))
             pos += need
             self._header = None
