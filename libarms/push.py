@@ -1221,6 +1221,9 @@ class SimpleRound:
                 answer = await self.el.dispatcher.handle(req.body, "simple")
                 writer.write(build_sa_response(answer.pieces))
             await asyncio.wait_for(writer.drain(), ctx.io_timeout)
+            if answer is not None and answer.confirmed:   # done once handed to TLS (W App. A)
+                self.confirmed.set()
+                self.ls.confirmed()
         except (OSError, ssl.SSLError, asyncio.TimeoutError, ConnectionError) as e:
             log.warning("https-simple connection failed: %s", e or type(e).__name__)
             if answer is not None:
@@ -1232,12 +1235,9 @@ class SimpleRound:
                 await asyncio.wait_for(writer.wait_closed(), 2)
             except (OSError, ssl.SSLError, asyncio.TimeoutError, ConnectionError):
                 pass
-        if answer is None:
+        if answer is None or answer.confirmed:
             return
-        if answer.confirmed:
-            self.confirmed.set()
-            self.ls.confirmed()
-        elif answer.end is not None:
+        if answer.end is not None:
             self.ls.stop(answer.end)
         elif answer.followup is not None:
             result_url = self._result_url(req.body)

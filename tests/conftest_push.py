@@ -272,3 +272,13 @@ def free_port() -> int:
     p = s.getsockname()[1]
     s.close()
     return p
+
+
+def wait_for(predicate, timeout: float = 10, what: str = "condition") -> None:
+    """Poll ``predicate`` until true (bounded); for states another thread sets."""
+    import time
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.01)

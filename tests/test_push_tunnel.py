@@ -8,7 +8,7 @@ from libarms.callbacks import ConfigAction, ConfigKind
 from libarms.errors import Err
 from libarms.protocol import push as P
 from libarms.states import State
-from tests.conftest_push import DIST, RecordingCallbacks, make_device, make_proxy, pki  # noqa: F401
+from tests.conftest_push import DIST, RecordingCallbacks, make_device, make_proxy, pki, wait_for  # noqa: F401
 
 
 @pytest.fixture
@@ -24,7 +24,7 @@ def test_tunnel_confirms_and_device_reaches_push_wait(tunnel):
     assert dev.ctx.methods == ("https-tunnel",)
     assert dev.ctx.tunnel_urls == (proxy.proxy.tunnel_url,)
     assert dev.ctx.echo_interval == 2
-    assert (State.PUSH_SENDREADY, State.PUSH_WAIT) in dev.cb.states
+    wait_for(lambda: (State.PUSH_SENDREADY, State.PUSH_WAIT) in dev.cb.states, what="PUSH_WAIT")
 
 
 def test_md_command_round_trip_over_tunnel(tunnel):
