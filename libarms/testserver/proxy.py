@@ -140,7 +140,12 @@ class PushProxy:
         self._tids = itertools.count(70001)
         self._tasks: set[asyncio.Task] = set()
         self.events: list[tuple[str, str]] = []     # (event, distribution id) for tests/logs
-        self.refuse_tunnels = False
+        # fault injection for tests and demos
+        self.refuse_tunnels = False       # answer tunnel opens with 503
+        self.refused = 0                  # tunnel opens refused so far
+        self.answer_echo = True           # answer echo-request chunks
+        self.block_inbound = False        # act as if the device's push endpoint is unreachable
+        self.done_script: dict[str, list[int]] = {}   # method -> result codes for next done answers
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -280,19 +285,25 @@ class PushProxy:
         return P.build_server_response(msg.type, 202, description="Invalid Message type")
 
     def _done(self, dist: str, body: bytes) -> bytes:
+        """Record a done request and answer it. A configure done answered with a failure
+        code is not final (the device rolls back and resends 414), so it resolves nothing."""
         a = P.read_push_answer(body)
         d = self.device(dist)
-        if a.transaction_id:
-            f = d.done_future(a.transaction_id)
-            if not f.done():
-                f.set_result(a)
-            else:                         # configure done resent (retry / 414): keep the last
-                d.done[a.transaction_id] = fut = asyncio.get_running_loop().create_future()
-                fut.set_result(a)
+        script = self.done_script.get(a.method or "")
+        code = script.pop(0) if script else 100
         self._event(f"{a.type} {a.result_code}", dist)
-        return P.build_done_response(a.method or "", 100, a.transaction_id)
+        final = a.method != "configure" or 100 <= code < 200 or code >= 500
+        if a.transaction_id and final:
+            f = d.done_future(a.transaction_id)
+            if f.done():                  # a resent configure done: the last one counts
+                f = d.done[a.transaction_id] = asyncio.get_running_loop().create_future()
+            f.set_result(a)
+        return P.build_done_response(a.method or "", code, a.transaction_id)
 
     async def _confirm_simple(self, dist: str, endpoint: str, tid: int) -> None:
+        if self.block_inbound:
+            self._event("endpoint unreachable", dist)
+            return
         try:
             a = await self._post_device(endpoint, dist, P.build_confirmation_done_request(dist, tid))
         except (PushFailed, ProtocolError) as e:
@@ -342,6 +353,7 @@ class PushProxy:
 
     async def _tunnel(self, dist: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self.refuse_tunnels:
+            self.refused += 1
             writer.write(b"HTTP/1.1 503 Service Unavailable\r\n\r\n")
             return
         writer.write(TUNNEL_HEAD)
@@ -362,7 +374,9 @@ class PushProxy:
                     if c.kind is ChunkKind.END:
                         raise EOFError
                     if c.kind is ChunkKind.ECHO_REQUEST:
-                        await tun.send_raw(ECHO_RESPONSE_CHUNK)
+                        self._event("echo", dist)
+                        if self.answer_echo:
+                            await tun.send_raw(ECHO_RESPONSE_CHUNK)
                         continue
                     if c.kind is not ChunkKind.DATA:
                         continue
@@ -406,6 +420,15 @@ class PushProxy:
                 dev.done_future(a.transaction_id)
             return
         log.warning("unexpected %s %s from %s", a.kind, a.type, tun.dist)
+
+    def cut_tunnels(self, dist: str) -> int:
+        """Drop every tunnel of a device without last-chunk (a network cut)."""
+        d = self.device(dist)
+        n = 0
+        for t in list(d.tunnels):
+            t.writer.transport.abort()
+            n += 1
+        return n
 
     # -- pushing -----------------------------------------------------------------------------
 
