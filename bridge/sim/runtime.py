@@ -4,7 +4,7 @@
 publishes the device side under a symlink (``path``), which a bridge opens like a USB serial
 port. Every public method is thread-safe: it runs under the loop's lock and wakes the loop.
 
-Fault API (broute.md §7.4): ``terminate_session``, ``expire_session``, ``link_down``,
+Fault durations given to this API are real seconds (not time-scaled). Fault API (broute.md §7.4): ``terminate_session``, ``expire_session``, ``link_down``,
 ``link_up``, ``tx_limit``, ``garbage_line``, ``module_reset``, ``unplug``, ``replug``,
 ``late_reply``, ``drop_replies``, ``set_fault`` (rates), ``advance_clock``.
 """
@@ -273,7 +273,8 @@ class Simulator:
         def go():
             self.module.f.link_down = True
             if duration is not None:
-                self._schedule(duration, lambda: setattr(self.module.f, "link_down", False))
+                self._schedule(duration, lambda: setattr(self.module.f, "link_down", False),
+                               scaled=False)
         self._locked(go)
 
     def link_up(self) -> None:
@@ -282,7 +283,7 @@ class Simulator:
     def tx_limit(self, duration: float = 60.0) -> None:
         def go():
             self.module.tx_limit(True)
-            self._schedule(duration, lambda: self.module.tx_limit(False))
+            self._schedule(duration, lambda: self.module.tx_limit(False), scaled=False)
         self._locked(go)
 
     def garbage_line(self, raw: Optional[bytes] = None) -> None:
