@@ -91,7 +91,10 @@ class SkDriver:
             ser.reset_input_buffer()
             ser.write(sk.CRLF)
             self._drain(ser)
-        except (serial.SerialException, OSError) as exc:
+        except UnsupportedModule:
+            self.close()
+            raise
+        except Exception as exc:                # SerialException, OSError, termios.error
             self.close()
             raise PortGone(f"{self.port}: {exc}") from exc
         self._thread = threading.Thread(target=self._read_loop, name=f"sk-reader {self.port}",
@@ -142,7 +145,7 @@ class SkDriver:
         while not self._closing.is_set():
             try:
                 data = ser.read(ser.in_waiting or 1)
-            except (serial.SerialException, OSError, TypeError, AttributeError) as exc:
+            except Exception as exc:        # SerialException, OSError, termios.error
                 if not self._closing.is_set():
                     self._port_gone(str(exc))
                 return
@@ -187,7 +190,7 @@ class SkDriver:
         try:
             self._ser.write(data)
             self._ser.flush()
-        except (serial.SerialException, OSError) as exc:
+        except Exception as exc:            # SerialException, OSError, termios.error (EIO)
             self._port_gone(str(exc))
             raise PortGone(f"write to {self.port} failed: {exc}") from exc
 

@@ -246,7 +246,7 @@ class Session:
         self.metrics = {"rejoins": 0, "rescans": 0, "resets": 0, "reopens": 0, "joins": 0,
                         "request_timeouts": 0, "stale_responses": 0, "event21_failures": 0,
                         "tx_limited": 0, "notifications": 0, "infc_answered": 0,
-                        "dropped_frames": 0, "last_lqi": None, "session_since": None}
+                        "dropped_frames": 0, "port_errors": 0, "last_lqi": None, "session_since": None}
 
     # -- state machine --------------------------------------------------------------------------
 
@@ -593,6 +593,7 @@ class Session:
                 raise
             except PortGone as exc:
                 log.warning("serial port problem: %s", exc)
+                self.metrics["port_errors"] += 1
                 self.state = S.CLOSED
                 self.ladder = LADDER.index("reopen")
             except (ModuleError, RequestTimeout, JoinFailed, ScanEmpty, RequestFailed,
@@ -717,6 +718,10 @@ class Session:
                           or not self.joined)
             except ModuleError as exc:
                 log.warning("SKSENDTO failed: %s", exc)
+            except PortGone:
+                if self.state is not S.CLOSED:
+                    self.fire(E.IO_ERROR)
+                raise
             finally:
                 self._pending = None
             if self._response is not None:
