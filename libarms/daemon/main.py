@@ -192,16 +192,21 @@ class Armsd:
             self._in_agent = False
 
     def _make_agent(self):
-        from .. import Agent  # imported here: the daemon's own start-up stays light
         cfg = self.cfg
-        agent = Agent(cfg.distribution_id, self.callbacks)
+        if not cfg.path_root_ca:
+            raise ConfigError(
+                f"{cfg.source}: path-root-ca is not set: give the PEM file of the ARMS Root CA "
+                "(the trust anchor of the LS; IIJ's armsd has it compiled in, this one does not)")
+        from .. import Agent  # imported here: the daemon's own start-up stays light
+        try:
+            agent = Agent(cfg.distribution_id, self.callbacks,
+                          time_floor_path=os.path.join(cfg.path_work_dir, "time-floor"))
+        except TypeError:   # an agent without the time floor option
+            agent = Agent(cfg.distribution_id, self.callbacks)
         self.callbacks.agent = agent
         if cfg.path_iconfig:
             agent.load_config(_read_text(cfg.path_iconfig, "path-iconfig"))
-        if cfg.path_root_ca:
-            agent.register_cert(_read_text(cfg.path_root_ca, "path-root-ca"))
-        else:
-            log.info("no path-root-ca: the agent's built-in trust anchor is used for the LS")
+        agent.register_cert(_read_text(cfg.path_root_ca, "path-root-ca"))
         agent.register_authkey(cfg.ls_sa_key)
         agent.register_description(DESCRIPTION, __version__)
         if cfg.https_proxy_url:
