@@ -292,7 +292,7 @@ class ArmsdCallbacks(Callbacks):
     def state(self, old, new) -> None:
         old, new = State(old), State(new)
         self.tracker.state = new
-        log.info("state %s -> %s", old.name, new.name)
+        log.debug("state %s -> %s", old.name, new.name)
         self._phase_proxy(new)
         res = self._hook("script-state-changed", [old.name, new.name])
         if res is not None and not res.ok:
@@ -309,14 +309,8 @@ class ArmsdCallbacks(Callbacks):
             log.error("cannot set the %s proxy: %s", new.name, self.redact(str(e)))
 
     def log(self, code: int, message: str) -> None:
-        kind = code & 0xFF
-        text = self.redact(message)
-        if kind >= 200:
-            log.debug("libarms %d: %s", kind, text)
-        elif kind >= 100:
-            log.warning("libarms %d: %s", kind, text)
-        else:
-            log.info("libarms %d: %s", kind, text)
+        """The agent logs every event itself through ``logging`` (our handler formats and
+        redacts it); nothing more to do here."""
 
     # -- push phase --------------------------------------------------------------------------
 

@@ -297,6 +297,10 @@ class Armsd:
         return result
 
     def _end_with(self, result) -> int:
+        try:
+            result = Err(int(result))
+        except ValueError:
+            pass
         if result in (0, Err.EREBOOT):
             log.info("reboot requested. exit.")
             self._stop_modules()
