@@ -88,3 +88,28 @@ def test_sighup_reloads_the_config_and_a_bad_file_keeps_the_running_one(setup, t
         assert d.wait(30) == 0
     finally:
         d.stop()
+
+
+def test_daemon_mode_detaches_writes_pidfile_and_sigterm_removes_it(setup, tmp_path):
+    import select
+    import subprocess
+    import sys
+    pidfile, logfile = tmp_path / "run" / "armsd.pid", tmp_path / "armsd.log"
+    r = subprocess.run([sys.executable, "-m", "libarms.daemon.main", "-f", setup(1, 3),
+                        "--daemon", "--pidfile", str(pidfile), "-l", str(logfile)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    pid = int(pidfile.read_text())
+    fd = os.pidfd_open(pid)
+    try:
+        assert os.getsid(pid) != os.getsid(0)     # detached into a session of its own
+        os.kill(pid, signal.SIGTERM)
+        ready, _, _ = select.select([fd], [], [], 30)
+        assert ready, "armsd did not exit after SIGTERM"
+    finally:
+        if not select.select([fd], [], [], 0)[0]:
+            os.kill(pid, signal.SIGKILL)
+        os.close(fd)
+    assert not pidfile.exists()
+    log = logfile.read_text()
+    assert "stopped by SIGTERM" in log and f"armsd[{pid}]" in log
