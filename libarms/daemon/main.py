@@ -273,6 +273,9 @@ class Armsd:
         except ArmsError as e:
             log.error("pull failed: %s", e)
             return int(e.code)
+        except Exception as e:   # an agent bug must not kill armsd without its exit path
+            log.exception("pull raised %s", e)
+            return int(Err.EFATAL)
         log.info("pull done")
         self._save_state()
         self.callbacks.prune_after_pull()
@@ -285,8 +288,17 @@ class Armsd:
         except ArmsError as e:
             log.error("push method query failed: %s", e)
             return int(e.code)
+        except Exception as e:
+            log.exception("push method query raised %s", e)
+            return int(Err.EFATAL)
         self._set_app_event_interval()
-        result = self._call(agent.run, port=self.cfg.push_port, fragment=0)
+        try:
+            result = self._call(agent.run, port=self.cfg.push_port, fragment=0)
+        except ArmsError as e:
+            result = e.code
+        except Exception as e:
+            log.exception("push loop raised %s", e)
+            result = Err.EFATAL
         if self.stop_signal is not None:
             raise _Stop()
         try:
