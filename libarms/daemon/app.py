@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import os
 import re
 import shutil
 from typing import Optional

@@ -31,6 +31,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
 from typing import Optional
 
@@ -115,7 +116,7 @@ class Armsd:
         self.pidfile: Optional[PidFile] = None
         self.agent = None
         self.stop_signal: Optional[int] = None
-        self._in_agent = False
+        self._in_agent = ""       # "pull", "query", "run" while inside that agent call
         self.callbacks.after_hook = self._after_hook
 
     def _apply_args(self, cfg: DaemonConfig) -> DaemonConfig:
@@ -139,17 +140,38 @@ class Armsd:
         self.callbacks.stopping = True
         if first:
             log.info("%s received: stopping", signal.Signals(signum).name)
+        if self._in_agent == "run" and self._stop_push_loop():
+            return      # Agent.run() returns soon: tunnels closed, heartbeat stopped
+        if self._in_agent and self.runner.current is None:
+            raise _Stop()
+        # A hook is running on this thread: it ends (bounded by its timeout), then _after_hook
+        # raises _Stop. Outside agent calls the next _call raises it.
+
+    def _stop_push_loop(self) -> bool:
+        """Ask the push loop to end, thread-safely: ``Agent.stop()``, else libarms.push's
+        ``stop_event_loop``. False when neither is available or no loop runs."""
         stop = getattr(self.agent, "stop", None)
         if stop is not None:
-            stop()
-        elif self._in_agent and self.runner.current is None:
-            raise _Stop()
-        # Inside a hook without Agent.stop(): the hook ends (bounded by its timeout), then
-        # _after_hook raises _Stop.
+            try:
+                stop()
+                return True
+            except Exception as e:
+                log.warning("Agent.stop() failed: %s", e)
+        try:
+            from ..push import stop_event_loop
+        except ImportError:
+            return False
+        try:
+            return bool(stop_event_loop(self.agent, Err.EPULL))
+        except Exception as e:
+            log.warning("cannot stop the push loop: %s", e)
+            return False
 
     def _after_hook(self) -> None:
-        """A stop signal that arrived while a hook ran leaves the agent now (no Agent.stop())."""
-        if self.stop_signal is not None and self._in_agent and getattr(self.agent, "stop", None) is None:
+        """A stop signal that arrived while a hook ran on the main thread (pull phase) leaves
+        the agent now. Hooks on the agent's callback thread (push phase) never raise here."""
+        if self.stop_signal is not None and self._in_agent in ("pull", "query") \
+                and threading.current_thread() is threading.main_thread():
             raise _Stop()
 
     def _on_hup(self, signum, frame) -> None:
@@ -181,15 +203,15 @@ class Armsd:
 
     # -- agent calls -------------------------------------------------------------------------
 
-    def _call(self, fn, *a, **kw):
-        """Call into the agent so that a stop signal can end the call."""
+    def _call(self, phase: str, fn, *a, **kw):
+        """Call into the agent (``phase`` pull, query or run) so that a stop signal can end it."""
         if self.stop_signal is not None:
             raise _Stop()
-        self._in_agent = True
+        self._in_agent = phase
         try:
             return fn(*a, **kw)
         finally:
-            self._in_agent = False
+            self._in_agent = ""
 
     def _make_agent(self):
         cfg = self.cfg
@@ -268,7 +290,7 @@ class Armsd:
         agent = self.agent
         self.callbacks.begin_pull()
         try:
-            self._call(agent.pull, timeout=self.cfg.pull_timeout or 21600, fragment=0,
+            self._call("pull", agent.pull, timeout=self.cfg.pull_timeout or 21600, fragment=0,
                        lines=list(self.cfg.ls_lines))
         except ArmsError as e:
             log.error("pull failed: %s", e)
@@ -284,7 +306,7 @@ class Armsd:
             log.error("script-post-pull %s: taking the reboot path", res.describe())
             return int(Err.EREBOOT)
         try:
-            self._call(agent.push_method_query)
+            self._call("query", agent.push_method_query)
         except ArmsError as e:
             log.error("push method query failed: %s", e)
             return int(e.code)
@@ -293,7 +315,7 @@ class Armsd:
             return int(Err.EFATAL)
         self._set_app_event_interval()
         try:
-            result = self._call(agent.run, port=self.cfg.push_port, fragment=0)
+            result = self._call("run", agent.run, port=self.cfg.push_port, fragment=0)
         except ArmsError as e:
             result = e.code
         except Exception as e:
