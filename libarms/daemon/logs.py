@@ -10,7 +10,6 @@ Line format (stderr and file)::
 from __future__ import annotations
 
 import logging
-import logging.handlers
 import os
 import sys
 from typing import Optional
@@ -47,6 +46,7 @@ def setup_logging(distribution_id: str, tracker, redact: Redactor, *, level: str
     if logfile:
         handler = logging.FileHandler(logfile, mode="a", encoding="utf-8")
     elif syslog and os.path.exists("/dev/log"):
+        import logging.handlers   # only when used: it pulls in pickle, queue, ...
         handler = logging.handlers.SysLogHandler(
             address="/dev/log", facility=logging.handlers.SysLogHandler.LOG_DAEMON)
         use_syslog = True

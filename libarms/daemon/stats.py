@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import logging
 import os
-import random
 import time
 from typing import Callable, Optional, Sequence
 
@@ -167,6 +166,7 @@ class DummyStats:
     """``hb-dummy``: random figures for every metric type, to test a server's graphs."""
 
     def __init__(self, seed: Optional[int] = None):
+        import random
         self.rng = random.Random(seed)
 
     def collect(self, hb) -> None:
