@@ -46,9 +46,8 @@ def setup_logging(distribution_id: str, tracker, redact: Redactor, *, level: str
     if logfile:
         handler = logging.FileHandler(logfile, mode="a", encoding="utf-8")
     elif syslog and os.path.exists("/dev/log"):
-        import logging.handlers   # only when used: it pulls in pickle, queue, ...
-        handler = logging.handlers.SysLogHandler(
-            address="/dev/log", facility=logging.handlers.SysLogHandler.LOG_DAEMON)
+        from logging.handlers import SysLogHandler   # only when used: pulls in pickle, queue
+        handler = SysLogHandler(address="/dev/log", facility=SysLogHandler.LOG_DAEMON)
         use_syslog = True
     else:
         handler = logging.StreamHandler(sys.stderr)
