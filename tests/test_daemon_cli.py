@@ -68,3 +68,30 @@ def test_daemon_module_does_not_import_requests_or_x509():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "[]"
+
+
+def test_syslog_gets_one_datagram_per_event_with_daemon_facility(tmp_path):
+    import socket
+    conf = tmp_path / "armsd.conf"
+    conf.write_text(f"distribution-id: {DISTID}\npath-work-dir: work\n")
+    sock_path = str(tmp_path / "log.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(sock_path)
+    sock.settimeout(30)
+    try:
+        r = run(["-f", str(conf), "--syslog", "--syslog-socket", sock_path])
+        assert r.returncode == 1          # no path-root-ca: reported through syslog
+        assert "Traceback" not in r.stderr
+        msgs = []
+        sock.setblocking(False)
+        while True:
+            try:
+                msgs.append(sock.recv(4096).decode())
+            except BlockingIOError:
+                break
+    finally:
+        sock.close()
+    # <facility daemon (3) * 8 + severity>: error = 3 -> <27>, info = 6 -> <30>
+    assert any(m.startswith("<30>armsd[") and "armsd version" in m for m in msgs)
+    assert any(m.startswith("<27>armsd[") and "path-root-ca" in m for m in msgs)
+    assert all(f"[{DISTID} INITIAL]" in m for m in msgs)

@@ -36,7 +36,8 @@ class ArmsdFormatter(logging.Formatter):
 
 
 def setup_logging(distribution_id: str, tracker, redact: Redactor, *, level: str = "info",
-                  logfile: Optional[str] = None, syslog: bool = False) -> logging.Handler:
+                  logfile: Optional[str] = None, syslog: bool = False,
+                  syslog_socket: str = "/dev/log") -> logging.Handler:
     """Install the one armsd handler on the root logger; returns it."""
     root = logging.getLogger()
     for h in list(root.handlers):
@@ -45,9 +46,9 @@ def setup_logging(distribution_id: str, tracker, redact: Redactor, *, level: str
     use_syslog = False
     if logfile:
         handler = logging.FileHandler(logfile, mode="a", encoding="utf-8")
-    elif syslog and os.path.exists("/dev/log"):
+    elif syslog and os.path.exists(syslog_socket):
         from logging.handlers import SysLogHandler   # only when used: pulls in pickle, queue
-        handler = SysLogHandler(address="/dev/log", facility=SysLogHandler.LOG_DAEMON)
+        handler = SysLogHandler(address=syslog_socket, facility=SysLogHandler.LOG_DAEMON)
         use_syslog = True
     else:
         handler = logging.StreamHandler(sys.stderr)
@@ -55,7 +56,7 @@ def setup_logging(distribution_id: str, tracker, redact: Redactor, *, level: str
     root.addHandler(handler)
     set_level(level)
     if syslog and not use_syslog and not logfile:
-        logging.getLogger("libarms.daemon").warning("no /dev/log: logging to stderr instead of syslog")
+        logging.getLogger("libarms.daemon").warning("no syslog socket %s: logging to stderr", syslog_socket)
     return handler
 
 

@@ -83,6 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-l", "--logfile", metavar="FILE", help="log to this file (appended)")
     p.add_argument("--syslog", action="store_true",
                    help="log to syslog (facility daemon); the default once daemonised")
+    p.add_argument("--syslog-socket", default="/dev/log", metavar="PATH",
+                   help="syslog socket (default /dev/log)")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     p.add_argument("-D", "--foreground", action="store_true",
                    help="stay in the foreground (the default; kept for armsd compatibility)")
@@ -467,7 +469,8 @@ def main(argv=None) -> int:
         ready_fd = daemonize()
     setup_logging(cfg.distribution_id, daemon.tracker, daemon.redact,
                   level=daemon.cfg.log_level, logfile=args.logfile,
-                  syslog=args.syslog or (args.daemon and not args.logfile))
+                  syslog=args.syslog or (args.daemon and not args.logfile),
+                  syslog_socket=args.syslog_socket)
     pidpath = args.pidfile or (cfg.path_pid if args.daemon else None)
     if pidpath:
         daemon.pidfile = PidFile(os.path.abspath(pidpath))
