@@ -163,6 +163,33 @@ def pure_distributions(root: str = "libarms") -> tuple[list[md.Distribution], li
     return list(seen.values()), compiled
 
 
+def precompile(arch: Arch, sysroot: Path, stage_dir: Path) -> None:
+    """Write the byte code of the sysroot's standard library and of the staging tree.
+
+    Debian compiles byte code in maintainer scripts, which ``dpkg -x`` does not run, and the
+    foreign Python may not write any (read-only tree, PYTHONDONTWRITEBYTECODE): without this,
+    every start under qemu compiles the standard library again (about twice as slow). Byte code
+    does not depend on the CPU; the host writes it when both Pythons share the magic number.
+    """
+    import importlib.util
+    magic = subprocess.run([arch.qemu, "-L", sysroot, sysroot / "usr/bin/python3.11", "-c",
+                            "import importlib.util,sys;"
+                            "sys.stdout.write(importlib.util.MAGIC_NUMBER.hex())"],
+                           check=True, capture_output=True, text=True, cwd="/").stdout.strip()
+    if magic != importlib.util.MAGIC_NUMBER.hex():
+        log(f"host Python's byte code ({importlib.util.MAGIC_NUMBER.hex()}) is not the "
+            f"sysroot's ({magic}): not precompiling; starts under qemu will be slower")
+        return
+    stamp = sysroot / f".pyc-{magic}"
+    if not stamp.exists():
+        # Paths inside the byte code are the ones the foreign Python sees (-s/-p).
+        run([sys.executable, "-m", "compileall", "-q", "-j0", "-s", sysroot, "-p", "/",
+             "-x", r"lib2to3/tests|/test/", sysroot / "usr/lib/python3.11"],
+            stdout=subprocess.DEVNULL)
+        stamp.touch()
+    run([sys.executable, "-m", "compileall", "-q", "-j0", stage_dir], stdout=subprocess.DEVNULL)
+
+
 def copy_tree(src: Path, dst: Path) -> None:
     shutil.copytree(src, dst, ignore=shutil.ignore_patterns(
         "__pycache__", "*.pyc", "*.so", "*.o", "_core.c", "*.egg-info"), dirs_exist_ok=True)
@@ -194,6 +221,7 @@ def stage(arch: Arch, sysroot: Path, out: Path, opt: str) -> Path:
             f"pure={','.join(d.metadata['Name'] for d in dists)}\ncompiled={','.join(compiled)}\n")
         shutil.rmtree(out, ignore_errors=True)
         tmp.rename(out)
+        precompile(arch, sysroot, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out
