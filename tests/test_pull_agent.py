@@ -397,3 +397,51 @@ def test_end_from_another_thread_interrupts_a_waiting_pull(pull_server):
     a.end()
     t.join(30)
     assert not t.is_alive() and result[0].value.code == Err.ETIMEOUT
+
+
+def _server_with_cert(tmp_path, pull_pki, **cert):
+    s = new_server(tmp_path / "srv")
+    write_server_cert(tmp_path / "srv", pull_pki, **cert)
+    s.start()
+    s.add_device(DIST, LS_KEY)
+    return s
+
+
+def test_certificate_naming_other_addresses_is_refused(tmp_path, pull_pki):
+    s = _server_with_cert(tmp_path, pull_pki, ips=("127.0.0.2", "::2"))
+    try:
+        with pytest.raises(ArmsError) as e:
+            make_agent(s).pull()
+        assert "names 127.0.0.2, ::2, not 127.0.0.1" in str(e.value)
+    finally:
+        s.stop()
+
+
+def test_certificate_without_addresses_is_accepted_and_the_log_says_the_name_was_not_checked(tmp_path, pull_pki):
+    s = _server_with_cert(tmp_path, pull_pki, ips=())
+    try:
+        cb = Recorder()
+        make_agent(s, cb).pull()
+        assert any("host name check could not apply" in m for _, m in cb.logs)
+    finally:
+        s.stop()
+
+
+def test_rs_signed_by_another_ca_than_the_ls_rs_certificate_is_refused(tmp_path, pull_pki, pull_server, monkeypatch):
+    import libarms.agent as agent_mod
+    monkeypatch.setattr(agent_mod, "MIN_TIMEOUT", 0.1)
+    rogue = new_server(tmp_path / "rogue")
+    write_server_cert(tmp_path / "rogue", pull_pki, foreign_ca=True)
+    rogue.start()
+    try:
+        rogue.add_device(DIST, LS_KEY, rs_key="rs-presharedkey-abcdef")
+        pull_server.db.set_location(DIST, rs_urls=[rogue.rs_url], rs_retry_max=0)
+        cb = Recorder()
+        a = make_agent(pull_server, cb)
+        with pytest.raises(ArmsError) as e:
+            a.pull(timeout=3)
+        assert e.value.code == Err.ETIMEOUT                  # RS refused, LS again, ... until the timeout
+        assert any(c == 106 and rogue.rs_url in m for c, m in cb.logs), cb.log_text()
+        assert rogue.db.requests(DIST) == [] and a.ctx.sa_cert_pem is None
+    finally:
+        rogue.stop()
