@@ -397,7 +397,8 @@ class Agent:
             r = self._pull_loop()
         except _Timeout:
             r = Err.ETIMEOUT
-            self._last_error = f"total pull timeout of {timeout} s expired"
+            self._last_error = ("pull interrupted by end()/stop()" if self._wake.is_set()
+                                else f"total pull timeout of {timeout:g} s expired")
         except _CallbackFailure as e:
             r = Err.ECALLBACK
             self._last_error = str(e)
@@ -628,7 +629,7 @@ class Agent:
         try:
             for old in c.modules:
                 if old.id not in new_ids:
-                    cb.config(old.id, None, "", ConfigAction.REMOVE_MODULE, b"", Frag.FIRST | Frag.FINISHED)
+                    cb.config(old.id, "", "", ConfigAction.REMOVE_MODULE, b"", Frag.FIRST | Frag.FINISHED)
             mods = {m.id: m for m in ans.modules}
             for cfg in ans.configs:
                 self._deliver(cb, mods[cfg.id], cfg.data)

@@ -445,3 +445,21 @@ def test_rs_signed_by_another_ca_than_the_ls_rs_certificate_is_refused(tmp_path,
         assert rogue.db.requests(DIST) == [] and a.ctx.sa_cert_pem is None
     finally:
         rogue.stop()
+
+
+def test_a_module_dropped_by_the_rs_is_removed_on_the_next_pull(pull_server):
+    mods = [{"id": 1, "version": "1", "info": "a", "config": "one\n"},
+            {"id": 2, "version": "1", "info": "b", "config": "two\n"}]
+    pull_server.db.set_service(DIST, modules=mods)
+    cb = Recorder()
+    a = make_agent(pull_server, cb)
+    a.pull()
+    pull_server.db.set_service(DIST, modules=mods[:1])
+    cb.events.clear()
+    a.pull()                                    # LS skipped: the cached RS answers
+    assert [e for e in cb.events if e[0] == "config"] == [
+        ("config", 2, "REMOVE_MODULE", 3), ("config", 1, "PULL_STORE_CONFIG", 3)]
+    assert [m.id for m in a.ctx.modules] == [1]
+    cb.events.clear()
+    a.end()
+    assert [e for e in cb.events if e[0] == "config"] == [("config", 1, "REMOVE_MODULE", 3)]
