@@ -22,8 +22,6 @@ result codes 501/502/503/2xx/5xx, all inside the total timeout. Everything learn
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 import ssl
@@ -674,6 +672,8 @@ class Agent:
             "rs_lines": [_line_to_dict(l) for l in c.rs_lines], "last_line": c.last_line,
             "current_rs": c.current_rs, "result": c.last_result, "time_floor": c.time_floor,
         }
+        import hashlib
+        import json
         data = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode("ascii")
         head = STATE_MAGIC + struct.pack(">HI", STATE_VERSION, len(data))
         return head + data + hashlib.sha256(head + data).digest()
@@ -753,6 +753,8 @@ def _line_from_dict(d: dict) -> Line:
 
 
 def _decode_state(blob: bytes) -> dict:
+    import hashlib
+    import json
     n = len(STATE_MAGIC)
     if blob[:n] != STATE_MAGIC or len(blob) < n + 6 + 32:
         raise ValueError("not a libarms state blob")

@@ -463,3 +463,12 @@ def test_a_module_dropped_by_the_rs_is_removed_on_the_next_pull(pull_server):
     cb.events.clear()
     a.end()
     assert [e for e in cb.events if e[0] == "config"] == [("config", 1, "REMOVE_MODULE", 3)]
+
+
+def test_the_agent_does_not_import_cryptography_or_requests():
+    import subprocess
+    import sys
+    code = ("import sys, libarms.agent; bad = [m for m in ('cryptography', 'requests', 'tempfile') "
+            "if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
