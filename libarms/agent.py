@@ -207,6 +207,36 @@ class Agent:
             raise ArmsError(Err.EINVAL, "pull trigger must be 1 (config error) or 2 (sync failed)")
         self.ctx.trigger = names[trigger]
 
+    # -- what the servers told us (libarms arms_get_*) ---------------------------------------
+
+    def get_hbtinfo(self) -> list:
+        """Heartbeat servers from the RS answer (``HeartbeatInfo``: host, port, passphrase, interval)."""
+        return list(self.ctx.heartbeat)
+
+    def get_rsinfo(self) -> list[str]:
+        """Push source addresses given by the RS (``rs-push-server-address``)."""
+        return list(self.ctx.push_addresses)
+
+    def get_rs_url(self) -> list[str]:
+        """Pull-side proxy URLs (``rs-pull-server-url``) for method query and confirmation."""
+        return list(self.ctx.rs_pull_urls)
+
+    def get_rs_tunnel_url(self) -> list[str]:
+        """Tunnel URLs learnt by the push-method query."""
+        return list(self.ctx.tunnel_urls)
+
+    def get_ls_url(self) -> list[str]:
+        """The LS URLs in use (initial config or the built-in ones)."""
+        return list(self.ctx.ls_urls)
+
+    def get_proposed_push_port(self) -> int:
+        """``push-port`` proposed by the RS (0 = none)."""
+        return self.ctx.proposed_push_port
+
+    def get_proposed_push_timeout(self) -> int:
+        """``push-timeout`` proposed by the RS in seconds (0 = none)."""
+        return self.ctx.proposed_push_timeout
+
     # -- state, log ---------------------------------------------------------------------------
 
     def _set_state(self, new: State) -> None:

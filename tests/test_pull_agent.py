@@ -36,6 +36,9 @@ def test_two_stage_pull_switches_lines_in_order_and_delivers_the_config(pull_ser
     assert c.sa_cert_pem.startswith("-----BEGIN CERTIFICATE-----") and c.sa_key_pem
     assert c.rs_pull_urls == [pull_server.rs_url] and c.rs_pull_1st == 0
     assert c.proposed_push_port == 10443 and c.push_addresses == ["127.0.0.1"]
+    assert a.get_rs_url() == [pull_server.rs_url] and a.get_rsinfo() == ["127.0.0.1"]
+    assert (a.get_proposed_push_port(), a.get_proposed_push_timeout()) == (10443, 60)
+    assert a.get_ls_url() == [pull_server.ls_url] and a.get_hbtinfo() == [] and a.get_rs_tunnel_url() == []
     served = [(r["role"], r["type"], r["trig"]) for r in pull_server.db.requests(DIST)]
     assert served == [("ls", "rs-solicitation", "power on boot"),
                       ("rs", "config-solicitation", "power on boot")]
