@@ -327,3 +327,47 @@ def test_cadence_60_packets_at_half_a_second_while_python_holds_the_gil(sinks):
     # 59 intervals are 29.5 s; the generous bound only catches a sender that waits for the GIL
     assert span < 29.5 + 2.0, span
     assert any(hbp.parse_packet(p).items for _, p in got)
+
+
+@pytest.mark.parametrize("cls", [hbmod.CHeartbeatSender, hbmod.PyHeartbeatSender])
+def test_hold_for_configure_skips_callback_and_datagram_then_resumes(sinks, cls):
+    a = sinks()
+    calls = []
+    first = threading.Event()
+
+    def stats(hb):
+        calls.append(time.monotonic())
+        first.set()
+
+    hb = cls(DIST, [HbServer("127.0.0.1", a.port, "k")], 0.05, stats, lead=0.01)
+    hb.start()
+    try:
+        assert first.wait(10)
+        a.collect(1, 10)
+        hb.pause(ask_statistics=False)
+        held_at = time.monotonic()
+        base = hb.stats
+        end = time.monotonic() + 10
+        while hb.stats.paused < base.paused + 4 and time.monotonic() < end:
+            a.collect(len(a.packets) + 1, 0.05)
+        st = hb.stats
+        assert st.paused >= base.paused + 4
+        assert st.sent - base.sent <= 1  # a round already under way may still leave
+        assert len([t for t in calls if t > held_at]) <= 1
+        hb.resume()
+        n = len(a.packets)
+        a.collect(n + 2, 10)
+        assert len(a.packets) >= n + 2
+    finally:
+        hb.stop()
+
+
+def test_servers_may_be_given_as_heartbeat_info_from_the_rs_answer(sinks):
+    from libarms.protocol.pull import HeartbeatInfo
+    a = sinks()
+    info = HeartbeatInfo("127.0.0.1", a.port, "from-rs", 1, ("hmac-sha1",))
+    with hbmod.HeartbeatSender(DIST, [info], 0.05):
+        got = a.collect(1, 10)
+    assert hbp.verify_packet(got[0][1], "from-rs")
+    with pytest.raises(ConfigError):
+        hbmod.HeartbeatSender(DIST, [("127.0.0.1", 1)], 1)
