@@ -136,3 +136,54 @@ def test_c_sender_to_receiver_mounted_on_the_test_server(tmp_path):
                                      "available": 20}
         assert rx.devices()[0]["distribution_id"] == dist.upper()
     assert rx.counters["bad_digest"] == 0
+
+
+def test_arms_testserver_serve_receives_heartbeats_and_reports_them(tmp_path):
+    """The real process: serve --heartbeat-port 0, a device whose service config names the
+    receiver, heartbeats from the C sender, then the 'heartbeats' command prints them."""
+    import json
+    import select
+    import subprocess
+    import sys
+    import time
+
+    state = str(tmp_path / "ts")
+    dist = "0001-0000-1234-0005-0000-0000-0000-002B"
+
+    def cli(*args):
+        r = subprocess.run([sys.executable, "-m", "libarms.testserver", *args, "--state-dir",
+                            state], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        return r.stdout
+
+    proc = subprocess.Popen([sys.executable, "-m", "libarms.testserver", "serve", "--state-dir",
+                             state, "--heartbeat-port", "0"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        ready, _, _ = select.select([proc.stdout], [], [], 60)
+        assert ready, "server did not come up"
+        info = json.loads(proc.stdout.readline())
+        host, port = info["heartbeat"].rsplit(":", 1)
+        cli("add-device", dist, "--ls-key", "k")
+        cli("set-service", dist, "--heartbeat", f"{host}:{port}:cli-pass:1")
+        sender = hbmod.HeartbeatSender(dist, [hbmod.HbServer(host, int(port), "cli-pass")], 0.05,
+                                       lambda hb: hb.set_cpu_usage(3, 77), lead=0.01)
+        out = {}
+        with sender:
+            end = time.monotonic() + 20
+            while time.monotonic() < end:
+                r = subprocess.run([sys.executable, "-m", "libarms.testserver", "heartbeats",
+                                    "--state-dir", state], capture_output=True, text=True,
+                                   timeout=60)
+                if r.returncode == 0:
+                    out = json.loads(r.stdout)
+                    if out["devices"].get(dist, {}).get("packets", 0) >= 2:
+                        break
+                select.select([], [], [], 0.2)  # bounded poll of another process's file
+        dev = out["devices"][dist]
+        assert dev["metrics"]["cpu_usage/3"]["utilization"] == 77
+        assert out["counters"]["accepted"] >= 2 and out["counters"].get("bad_digest", 0) == 0
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert proc.returncode == 0
