@@ -86,3 +86,11 @@ def test_static_library_links_into_a_firmware_program():
     assert bytes.fromhex(lines[0]) == b.build("secret")
     assert bytes.fromhex(lines[1]) == encode_chunk(b"<arms-message></arms-message>", 1234, True)
     assert lines[2:] == ["decoded", "id=1234", "trail"]
+
+
+def test_chunk_bench_prints_figures_and_a_json_last_line():
+    import json
+    import sys
+    out = _run([sys.executable, os.path.join(ROOT, "bench", "chunk.py"), "--quick"])
+    last = json.loads(out.strip().splitlines()[-1])
+    assert last["bench"] == "chunk" and last["c_mb_s"] > 0 and last["python_mb_s"] > 0
