@@ -28,7 +28,8 @@ STREAM = "/work/shared/vectors/libarms-5.33/tunnel/tunnel-stream-s2c.raw"
 
 
 def c_only(seconds: float) -> float | None:
-    r = subprocess.run(["make", "-s", "-C", os.path.join(ROOT, "csrc"), "bench-bin"],
+    r = subprocess.run(["make", "-s", "-C", os.path.join(ROOT, "csrc"), "bench-bin",
+                        "OUT=" + os.path.join(ROOT, "build", "core", "native")],
                        capture_output=True, text=True)
     if r.returncode != 0:
         print("C bench build failed:", r.stderr[-500:], file=sys.stderr)

@@ -43,7 +43,7 @@ def _sysroot(arch: str) -> str:
 
 
 def test_c_unit_tests_pass_natively_under_asan_and_ubsan():
-    out = _run(["make", "-s", "-C", CSRC, "test-native"])
+    out = _run(["make", "-s", "-C", CSRC, "test-native", f"OUT={BUILD}"])
     assert "signed with libcrypto" in out and "sender:" in out
     assert out.rstrip().endswith("ALL OK")
 
@@ -71,14 +71,18 @@ def test_c_unit_tests_pass_under_qemu_user(arch):
         assert "digest passed in" in out
 
 
-def test_static_library_links_into_a_firmware_program():
+def test_static_library_links_into_a_firmware_program(tmp_path):
     out_dir = os.path.join(BUILD, "firmware")
-    _run(["make", "-s", "-C", CSRC, "lib", f"OUT={out_dir}"])
-    assert os.path.isfile(os.path.join(out_dir, "libarmscore.a"))
+    dest = tmp_path / "staging"
+    _run(["make", "-s", "-C", CSRC, "install-lib", f"OUT={out_dir}", f"DESTDIR={dest}",
+          "PREFIX=/usr"])
+    lib = dest / "usr" / "lib" / "libarmscore.a"
+    inc = dest / "usr" / "include" / "armscore"
+    assert lib.is_file() and (inc / "arms_core.h").is_file()
     exe = os.path.join(out_dir, "firmware_example")
-    _run(["gcc", "-std=c99", "-Wall", "-Werror", "-I", os.path.join(out_dir, "include"),
-          os.path.join(CSRC, "tests", "firmware_example.c"),
-          os.path.join(out_dir, "libarmscore.a"), "-lcrypto", "-lpthread", "-o", exe])
+    _run(["gcc", "-std=c99", "-Wall", "-Werror", "-I", str(inc),
+          os.path.join(CSRC, "tests", "firmware_example.c"), str(lib), "-lcrypto", "-lpthread",
+          "-o", exe])
     lines = _run([exe]).split()
     b = PacketBuilder("0001-1234-5678-0101-0011-2233-4455-6677")
     b.set_cpu_usage(0, 42)
