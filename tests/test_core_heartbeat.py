@@ -10,6 +10,7 @@ import threading
 import time
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from conftest_core import (SPEC_DIST_ID, SPEC_EMPTY, SPEC_FULL, SPEC_FULL_CALLS, hb_vector_files,
                            load_hb_vector)
@@ -371,3 +372,38 @@ def test_servers_may_be_given_as_heartbeat_info_from_the_rs_answer(sinks):
     assert hbp.verify_packet(got[0][1], "from-rs")
     with pytest.raises(ConfigError):
         hbmod.HeartbeatSender(DIST, [("127.0.0.1", 1)], 1)
+
+
+_U8, _U16, _U64 = (st.integers(0, 255), st.integers(0, 65535), st.integers(0, 2**64 - 1))
+_CALL = st.one_of(
+    st.tuples(st.just("set_cpu_usage"), st.tuples(st.integers(0, 3), _U8)),
+    st.tuples(st.just("set_cpu_detail_usage"), st.tuples(st.integers(0, 3), _U8, _U8, _U8, _U8, _U8)),
+    st.tuples(st.just("set_mem_usage"), st.tuples(st.integers(0, 3), _U64, _U64)),
+    st.tuples(st.just("set_disk_usage"), st.tuples(_U16, _U64, _U64)),
+    st.tuples(st.just("set_traffic_count"), st.tuples(st.integers(0, 30), *[_U64] * 6)),
+    st.tuples(st.just("set_traffic_rate"), st.tuples(st.integers(0, 30), *[_U64] * 6)),
+    st.tuples(st.just("set_radiowave"), st.tuples(st.integers(0, 3), _U8, _U8, _U8, _U8)),
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(calls=st.lists(_CALL, max_size=40), key=st.binary(max_size=100))
+def test_c_and_python_builders_agree_on_any_call_sequence(calls, key):
+    c = hbmod.HeartbeatItems(DIST)
+    py = hbp.PacketBuilder(DIST)
+    accepted = 0
+    for name, args in calls:
+        outcome = []
+        for b in (c, py):
+            try:
+                getattr(b, name)(*args)
+                outcome.append(0)
+            except ArmsError as e:
+                outcome.append(int(e.code))
+        assert outcome[0] == outcome[1], (name, args, outcome)
+        accepted += outcome[0] == 0
+    assert c.build(key) == py.build(key)
+    assert len(c) == len(py) <= 1024
+    packet = c.build(key)
+    assert hbp.verify_packet(packet, key)
+    assert len(hbp.parse_packet(packet).items) == accepted
