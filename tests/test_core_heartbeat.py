@@ -30,9 +30,10 @@ SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
 class UdpSink:
     """A loopback UDP socket that records datagrams with their kernel receive time."""
 
-    def __init__(self):
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
+    def __init__(self, host: str = "127.0.0.1"):
+        self.sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET,
+                                  socket.SOCK_DGRAM)
+        self.sock.bind((host, 0))
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
         self.sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         self.port = self.sock.getsockname()[1]
@@ -65,8 +66,8 @@ class UdpSink:
 def sinks():
     made = []
 
-    def make():
-        s = UdpSink()
+    def make(host="127.0.0.1"):
+        s = UdpSink(host)
         made.append(s)
         return s
     yield make
@@ -407,3 +408,22 @@ def test_c_and_python_builders_agree_on_any_call_sequence(calls, key):
     packet = c.build(key)
     assert hbp.verify_packet(packet, key)
     assert len(hbp.parse_packet(packet).items) == accepted
+
+
+@pytest.mark.skipif(not socket.has_ipv6, reason="no IPv6")
+@pytest.mark.parametrize("cls", [hbmod.CHeartbeatSender, hbmod.PyHeartbeatSender])
+def test_ipv6_server_and_the_sa_address_family_filter(sinks, cls):
+    try:
+        v6 = sinks("::1")
+    except OSError:
+        pytest.skip("::1 not configured")
+    v4 = sinks()
+    servers = [HbServer("127.0.0.1", v4.port, "k4"), HbServer("::1", v6.port, "k6")]
+    hb = cls(DIST, servers, 0.05, family=socket.AF_INET6)
+    with hb:
+        got = v6.collect(2, 10)
+    assert hbp.verify_packet(got[0][1], "k6")
+    v4.sock.setblocking(False)
+    with pytest.raises(BlockingIOError):
+        v4.sock.recv(2048)  # the IPv4 server was skipped: the SA talks IPv6
+    assert hb.stats.errors == 0
