@@ -98,3 +98,33 @@ def test_chunk_bench_prints_figures_and_a_json_last_line():
     out = _run([sys.executable, os.path.join(ROOT, "bench", "chunk.py"), "--quick"])
     last = json.loads(out.strip().splitlines()[-1])
     assert last["bench"] == "chunk" and last["c_mb_s"] > 0 and last["python_mb_s"] > 0
+
+
+def test_chunk_fuzz_target_replays_vectors_and_mutations_under_asan(tmp_path):
+    import glob
+    import random
+    out_dir = os.path.join(BUILD, "fuzz")
+    _run(["make", "-s", "-C", CSRC, "fuzz-bin", f"OUT={out_dir}"])
+    vec = "/work/shared/vectors/libarms-5.33/tunnel"
+    seeds = sorted(glob.glob(os.path.join(vec, "*.chunks")) + glob.glob(os.path.join(vec, "*.raw")))
+    blobs = [open(p, "rb").read() for p in seeds]
+    rng = random.Random(4)
+    files = list(seeds)
+    for i in range(300):
+        b = bytearray(rng.choice(blobs))
+        for _ in range(rng.randint(1, 4)):
+            op = rng.randrange(4)
+            pos = rng.randrange(len(b) + 1)
+            if op == 0 and b:
+                b[pos % len(b)] ^= 1 << rng.randrange(8)
+            elif op == 1:
+                del b[pos:pos + rng.randint(1, 40)]
+            elif op == 2:
+                b[pos:pos] = rng.choice(blobs)[:rng.randint(1, 300)]
+            else:
+                b[pos:pos] = rng.choice([b"\r\n", b";", b"0\r\n\r\n", b"ffffffff", b";id="])
+        p = tmp_path / f"m{i:03d}"
+        p.write_bytes(bytes(b))
+        files.append(str(p))
+    out = _run([os.path.join(out_dir, "fuzz_chunk"), *files])
+    assert f"{len(files)} inputs ok" in out
