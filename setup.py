@@ -48,4 +48,5 @@ setup(
         ],
     },
     zip_safe=False,
+    **extra,
 )
