@@ -278,6 +278,7 @@ class PushProxy:
             a = P.read_push_answer(body)
             tid = next(self._tids)
             if a.push_endpoint:
+                self.device(dist).endpoint = None     # until this confirmation completes
                 self._spawn(self._confirm_simple(dist, a.push_endpoint, tid))
             return P.build_confirmation_start_response(100, tid)
         if msg.kind == "request" and msg.type.endswith("-done"):
