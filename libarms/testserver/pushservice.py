@@ -118,6 +118,8 @@ class PushService:
             self.loop.call_soon_threadsafe(self.loop.stop)
             if self.thread is not None:
                 self.thread.join(10)
+            if self.thread is None or not self.thread.is_alive():
+                self.loop.close()
             self.loop = None
 
     async def _stop(self) -> None:
@@ -127,6 +129,10 @@ class PushService:
             await self.proxy.stop()
         if self.store is not None:
             self.store.close()
+        rest = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for t in rest:                      # idle keep-alive connections and the like
+            t.cancel()
+        await asyncio.gather(*rest, return_exceptions=True)
 
     # -- inside the TestServer ----------------------------------------------------------------
 
