@@ -81,3 +81,46 @@ def test_agent_pull_then_push_wait_then_rest_driven_pushes(tmp_path, pull_pki, u
         assert agent.ctx.trigger == "Pull requested by RS" and agent.ctx.rs_endpoint == ""
     finally:
         srv.stop()
+
+
+def test_arms_testserver_serve_and_request_md_command_cli(tmp_path):
+    """`arms-testserver serve` (subprocess) + an Agent + `arms-testserver request md-command`."""
+    import json
+    import subprocess
+    import sys
+    state = str(tmp_path / "ts")
+    cli = [sys.executable, "-m", "libarms.testserver"]
+    subprocess.run(cli + ["add-device", "--state-dir", state, DIST, "--ls-key", "lskey", "--rs-key", "rskey"],
+                   check=True, capture_output=True, timeout=60)
+    cfg = tmp_path / "cfg.txt"
+    cfg.write_text("hostname sa\n")
+    subprocess.run(cli + ["set-service", "--state-dir", state, DIST, "--module", f"1:1.0:m={cfg}"],
+                   check=True, capture_output=True, timeout=60)
+    srv = subprocess.Popen(cli + ["serve", "--state-dir", state, "--push-methods", "https-tunnel"],
+                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        info = json.loads(srv.stdout.readline())
+        from libarms import Agent
+        from tests.conftest_pull import FAST
+        agent = Agent(DIST, Device(), **FAST)
+        agent.load_config(f"{info['ls_url']}\n\n1\n1\n")
+        agent.register_cert(open(info["ca"]).read())
+        agent.register_authkey("lskey")
+        agent.pull()
+        assert agent.push_method_query() == Err.OK
+        result = {}
+        t = threading.Thread(target=lambda: result.setdefault("rc", agent.run()), daemon=True)
+        t.start()
+        wait_for(lambda: agent.state == State.PUSH_WAIT, 15, "PUSH_WAIT")
+        out = subprocess.run(cli + ["request", "md-command", "--state-dir", state, "--device", DIST,
+                                    "--module", "1", "show status"], capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        assert "1:show status" in out.stdout
+        out = subprocess.run(cli + ["request", "reboot", "--state-dir", state, "--device", DIST],
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        t.join(15)
+        assert result["rc"] == Err.EREBOOT
+    finally:
+        srv.terminate()
+        srv.wait(15)
