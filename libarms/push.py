@@ -1340,6 +1340,12 @@ class SimpleRound:
             self.ls.stop(end)
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await self._serve_client(reader, writer)
+        except asyncio.CancelledError:
+            pass        # round over; a cancelled connection task upsets asyncio 3.11's streams
+
+    async def _serve_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         t = asyncio.current_task()
         if t is not None:
             self.tasks.add(t)

@@ -244,6 +244,8 @@ class PushProxy:
             await writer.drain()
         except (OSError, ssl.SSLError, asyncio.TimeoutError, ProtocolError) as e:
             log.warning("proxy connection failed: %s", e or type(e).__name__)
+        except asyncio.CancelledError:
+            pass        # shutting down; a cancelled connection task upsets asyncio 3.11's streams
         finally:
             writer.close()
 

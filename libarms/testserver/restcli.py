@@ -111,6 +111,7 @@ def body_of(args) -> dict:
 def run(args) -> int:
     url, token = _endpoint(args)
     s = requests.Session()
+    s.trust_env = False                  # loopback API: no proxy or netrc from the environment
     s.headers["Authorization"] = f"Bearer {token}"
     base = f"{url}/user/{args.user}/request/{args.method}"
     try:
