@@ -567,6 +567,10 @@ class LoopState:
         self.retry_inf = False
         self._configure_running = False
         self.modsync = False
+        #: set when a configure was acknowledged: if the confirmation that follows cannot
+        #: complete within the confirmation window, the config is rolled back (the new config
+        #: probably cut the device off its servers)
+        self.rollback_armed = False
         self.hb = None
         self.round_end: Optional[asyncio.Future] = None
         self.tunnels_up: dict[int, bool] = {}
@@ -595,6 +599,7 @@ class LoopState:
         return self.round_end is None or self.round_end.done()
 
     def confirmed(self) -> None:
+        self.rollback_armed = False          # the new config reaches the servers: keep it
         first = self.ctx.state != State.PUSH_WAIT
         self.ctx.fire(Event.CONFIRMED)
         self.retry_inf = True
@@ -783,6 +788,8 @@ class EventLoop:
     def __init__(self, ctx: PushContext, port: int, fragment: int):
         self.ctx = ctx
         self.stopped: Optional[Err] = None
+        self._watchdog: Optional[asyncio.Task] = None
+        self.rollbacks = 0
         self.port = port
         self.ls = LoopState(ctx, fragment)
         self.runner = CallbackRunner(ctx.callback_timeout)
@@ -814,8 +821,14 @@ class EventLoop:
                             self.ls.method = m
                             ctx.event(LOG_PUSH_TUNNEL, "push method: https-tunnel")
                             result = await self._round(TunnelRound(self))
+                        if result == Err.ETIMEOUT and self.ls.rollback_armed:
+                            if await self.rollback_unconfirmed():
+                                continue          # same method again, with the old config
                         if result in (Err.ETIMEOUT, Err.EPUSH) and self.ls.retry_inf \
                                 and not self.ls.configure_running:
+                            continue
+                        if result == Err.EPUSH and self.rollbacks and not self.ls.retry_inf:
+                            self.rollbacks = 0    # after a rollback: once more, same method
                             continue
                         break
                     if result != Err.ETIMEOUT:
@@ -826,6 +839,8 @@ class EventLoop:
                     return self._end(result)
         finally:
             ctx._running = None
+            if self._watchdog is not None:
+                self._watchdog.cancel()
             self.ls.stop_heartbeat()
             self.runner.close()
 
@@ -902,6 +917,31 @@ class EventLoop:
         finally:
             self.dispatcher.finish(tr)
 
+    def _arm_confirm_watchdog(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+        self._watchdog = asyncio.create_task(self._confirm_watchdog())
+
+    async def _confirm_watchdog(self) -> None:
+        await asyncio.sleep(self.ctx.confirm_timeout)
+        if self.ls.rollback_armed:
+            await self.rollback_unconfirmed()
+            self.ls.stop(Err.EPUSH)           # start over: fresh connections, old config
+
+    async def rollback_unconfirmed(self) -> bool:
+        """The confirmation after a configure did not complete within the window: go back to
+        the previous config through the callbacks (log 74) and try again with it."""
+        if not self.ls.rollback_armed:
+            return False
+        self.ls.rollback_armed = False
+        self.ctx.event(LOG_CONFIG_ROLLBACK, "confirmation failed after configure: rolling back "
+                                            "to the previous configuration")
+        if not await self.dispatcher.rollback():
+            self.ls.stop(Err.EPULL)
+            return False
+        self.rollbacks += 1
+        return True
+
     def _done_pieces(self, r: DoneReport) -> list:
         return P.build_done_request(r.method, self.ctx.distribution_id, self.ctx.description,
                                     r.transaction_id, r.result, r.body)
@@ -926,6 +966,8 @@ class EventLoop:
                 else:
                     self.ls.retry_inf = False
                     self.ls.configure_running = False
+                    self.ls.rollback_armed = True
+                    self._arm_confirm_watchdog()
                     if reconfirm is not None:     # tunnel: re-confirm on the open connections
                         reconfirm()
                     else:                         # simple: new round, the address may have changed

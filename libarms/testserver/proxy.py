@@ -146,6 +146,7 @@ class PushProxy:
         self.answer_echo = True           # answer echo-request chunks
         self.block_inbound = False        # act as if the device's push endpoint is unreachable
         self.done_script: dict[str, list[int]] = {}   # method -> result codes for next done answers
+        self.cut_after_done: set[str] = set()  # methods whose done answer is followed by an outage
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -412,6 +413,10 @@ class PushProxy:
             return
         if a.is_done:
             await tun.send(self._done(tun.dist, msg))
+            if a.method in self.cut_after_done:     # e.g. the pushed config broke the WAN
+                self.cut_after_done.discard(a.method)
+                self.refuse_tunnels = True
+                self.cut_tunnels(tun.dist)
             return
         if a.kind == "response":
             f = tun.expect.pop(a.type, None)
