@@ -97,6 +97,7 @@ class PushContext:
     bind_attempts: int = 8
     bind_retry_wait: float = 60.0
     done_wait: float = 60.0
+    configure_reconnect_wait: float = 1.0    # W 5.5: tunnel rebuilt 1 s after configure-start
     max_message: int = P.MAX_MESSAGE
     listen_host: Optional[str] = None        # default: wildcard of the SA address family
     _running: Any = dataclasses.field(default=None, repr=False, compare=False)
@@ -1055,8 +1056,9 @@ class TunnelWorker:
         self.confirmed_once = False
         self.pending_done: dict[int, asyncio.Future] = {}
         self.tasks: set[asyncio.Task] = set()
-        self._inbox: asyncio.Queue = asyncio.Queue()
         self._connected = asyncio.Event()
+        self.resume_configure = False
+        self.confirmed_recently = False
 
     async def run(self) -> None:
         ctx = self.ctx
@@ -1066,9 +1068,16 @@ class TunnelWorker:
                 self.conn = await TunnelConnection.open(self.url, self.sslctx, ctx.distribution_id,
                                                         ctx.rs_key, ctx.io_timeout)
                 ctx.event(LOG_TUNNEL_CONNECTED, f"tunnel[{self.index}] connected to {self.url.netloc}")
-                self._connected.set()
-                if await self._confirm():
+                if self.resume_configure:
+                    # W 5.5: in the middle of a configure the done request goes first on the
+                    # new connection, without a confirmation
+                    self.resume_configure = False
+                    self.ls.tunnels_up[self.index] = True
+                    self._connected.set()
+                    await self._serve()
+                elif await self._confirm():
                     failures = 0
+                    self._connected.set()
                     await self._serve()
             except TunnelClosed as e:
                 log.warning("tunnel[%d] %s: %s", self.index, self.url.netloc, e)
@@ -1087,12 +1096,16 @@ class TunnelWorker:
                 self.pending_done.clear()
             if self.ls.stopping:
                 return
-            failures += 1
+            if self.confirmed_recently:      # confirmed again on this connection (after configure)
+                self.confirmed_recently = False
+                failures = 0
+            if not self.resume_configure:     # the drop after configure-start is on purpose
+                failures += 1
             unlimited = (self.ls.retry_inf or self.confirmed_once) and not self.ls.configure_running
             if not unlimited and failures > ctx.rs_retry_max:
                 log.warning("tunnel[%d] gives up after %d attempts", self.index, failures)
                 return
-            delay = backoff(ctx, failures - 1)
+            delay = ctx.configure_reconnect_wait if self.resume_configure else backoff(ctx, failures - 1)
             ctx.event(LOG_TUNNEL_RETRY, f"tunnel[{self.index}] reconnects in {delay:.2f} s")
             await asyncio.sleep(delay)
 
@@ -1251,12 +1264,19 @@ class TunnelWorker:
             self.el.dispatcher.finish(ans.transaction)
             return
         if ans.confirmed:
+            self.confirmed_recently = True
             self.ls.confirmed()
             return
         if ans.end is not None:
             self.ls.stop(ans.end)
             return
         if ans.followup is not None:
+            if ans.transaction is not None and ans.transaction.method == "configure":
+                # W 5.5: after the configure-start answer libarms drops this tunnel (no
+                # last-chunk), commits, and reconnects after 1 s to send the done request
+                self.resume_configure = True
+                self._connected.clear()
+                conn.abort()
             await self.el.finish_transaction(ans, lambda pieces: self._deliver(ans.transaction, pieces),
                                              self.rnd.reconfirm_all)
 

@@ -224,7 +224,8 @@ class DeviceHandle:
                         description="push test device", rs_retry_max=2, rs_retry_interval=0.05,
                         modules=[P.ModuleInfo(1, "1.0", "mod1")], confirm_timeout=10,
                         io_timeout=10, callback_timeout=10, reconnect_base=0.05,
-                        reconnect_cap=0.5, bind_retry_wait=0.1, listen_host="127.0.0.1")
+                        reconnect_cap=0.5, bind_retry_wait=0.1, listen_host="127.0.0.1",
+                        configure_reconnect_wait=0.05)
         defaults.update(kw)
         self.ctx = push.PushContext(**defaults)
         self.port = port
