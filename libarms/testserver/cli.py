@@ -10,6 +10,7 @@ Examples::
     arms-testserver requests --state-dir /tmp/ts
     arms-testserver serve --state-dir /tmp/ts --heartbeat-port 16000   # + UDP heartbeat receiver
     arms-testserver heartbeats --state-dir /tmp/ts
+    arms-testserver request md-command --state-dir /tmp/ts --device DISTID --module 1 'show status'
 
 The subcommands other than ``serve`` edit the SQLite file directly; a running server sees the
 change on the next request.
@@ -92,6 +93,11 @@ def _heartbeat(text: str) -> dict:
 def cmd_serve(args) -> int:
     srv = TestServer(args.state_dir, host=args.host, ls_port=args.ls_port, rs_port=args.rs_port,
                      legacy_tls=args.legacy_tls)
+    from .pushservice import PushService
+    push = PushService(args.state_dir, token=args.rest_token, proxy_port=args.proxy_port,
+                       rest_port=args.rest_port, methods=args.push_methods.split(","),
+                       echo_interval=args.echo_interval)
+    srv.add_component(push)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *a: stop.set())
     signal.signal(signal.SIGINT, lambda *a: stop.set())
@@ -107,7 +113,8 @@ def cmd_serve(args) -> int:
         print(f"arms-testserver: cannot listen: {e}", file=sys.stderr)
         return 2
     info = {"ls_url": srv.ls_url, "rs_url": srv.rs_url, "ca": srv.ca_path,
-            "legacy_tls": srv.legacy_tls, "pid": os.getpid()}
+            "legacy_tls": srv.legacy_tls, "pid": os.getpid(),
+            "proxy_url": push.proxy.url, "rest_url": push.rest.url}
     if rx is not None:
         info["heartbeat"] = f"{args.host}:{rx.port}"
     if args.ready_file:
@@ -229,6 +236,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also receive heartbeats on this UDP port (0: any free port); they are "
                         "checked with the passphrases of each device's service config and stored "
                         "in STATE_DIR/heartbeats.db (see the 'heartbeats' command)")
+    s.add_argument("--push-methods", default="https-tunnel,https-simple",
+                   help="push methods the proxy offers, in order of preference")
+    s.add_argument("--proxy-port", type=int, default=0, help="tunnel/proxy port (default: any free port)")
+    s.add_argument("--rest-port", type=int, default=0, help="REST API port (default: any free port)")
+    s.add_argument("--rest-token", help="REST bearer token (default: random, in push-service.json)")
+    s.add_argument("--echo-interval", type=int, help="tunnel echo interval announced to devices")
     s.set_defaults(fn=cmd_serve)
 
     s = sub.add_parser("heartbeats", help="print heartbeat counters, devices and latest metrics")
@@ -281,6 +294,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--retry-interval", type=int, default=1)
     s.add_argument("--retry-max", type=int, default=1)
     s.set_defaults(fn=cmd_initial_config)
+
+    from .restcli import add_parser as add_request_parser, run as run_request
+    add_request_parser(sub).set_defaults(fn=run_request)
     return p
 
 
