@@ -59,6 +59,7 @@ class Bridge:
         self._ondemand: "queue.Queue" = queue.Queue()
         self._next_fast = 0.0
         self._next_slow = 0.0
+        self._next_prune = 0.0
         self.polls = 0
         self.exit_code = 0
         self.joined_event = threading.Event()
@@ -116,10 +117,10 @@ class Bridge:
         info = self.session.meter
         latest_frame = self.session.initial_values
         latest = None
+        last = self.store.last_ts("halfhour_normal_kwh")       # before storing the new EA
         if latest_frame is not None and latest_frame.get(m.FIXED_NORMAL):
             latest, _ = m.decode_fixed_time(latest_frame.get(m.FIXED_NORMAL))
             self._save(self._instant(latest_frame, "poll"))
-        last = self.store.last_ts("halfhour_normal_kwh")
         if latest is None or last is None:
             return 0
         last_dt = dt.datetime.fromisoformat(last)
@@ -289,6 +290,9 @@ class Bridge:
                 if now >= self._next_slow:
                     self._next_slow = now + self.cfg.energy_interval
                     self.poll_once(SLOW)
+                if now >= self._next_prune:
+                    self._next_prune = now + 3600
+                    self.store.prune(self.cfg.keep_uploaded_days * 86400)
                 wait = min(self._next_fast, self._next_slow) - time.monotonic()
                 self.session.pump(max(0.0, min(wait, 0.2)))
             except UnsupportedModule as exc:

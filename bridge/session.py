@@ -413,7 +413,8 @@ class Session:
         for attempt in range(2):
             header = self.dialect.sendto_header(self.pan.ipaddr, len(data))
             try:
-                self.driver.command(header + data, timeout=self.cfg.command_timeout + 5)
+                self.driver.command(header + data, timeout=self.cfg.command_timeout + 5,
+                                    log_as=header.decode() + data.hex().upper())
                 return
             except ModuleError as exc:
                 if exc.code == 5 and attempt == 0 and not self.family_fixed:
@@ -724,6 +725,8 @@ class Session:
                 raise
             finally:
                 self._pending = None
+            if self.stop.is_set():
+                raise NotJoined("bridge stopping")
             if self._response is not None:
                 self._consecutive_failures = 0
                 return self._response
