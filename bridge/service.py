@@ -311,6 +311,19 @@ class Bridge:
             self.uploader.join()
         return self.exit_code
 
+    def shutdown(self) -> None:
+        """Ask run() to return (thread- and signal-safe)."""
+        self.stop.set()
+        self.session.kick()
+
+    def hotplug(self, action: str, port) -> None:
+        """pyudev hint: a Wi-SUN dongle appeared; retry the port now instead of after the backoff."""
+        if action == "add" and not self.session.joined:
+            if self.cfg.discover and port.device != self.session.driver.port:
+                log.info("switching to newly plugged dongle %s", port.device)
+                self.session.driver.port = port.device
+            self.session.kick()
+
     def _fail_ondemand(self) -> None:
         for _ in range(1000):
             try:
@@ -449,10 +462,14 @@ def main(argv=None) -> int:
     control = None
     if cfg.control_socket:
         control = ControlServer(cfg.control_socket, MeterCommands(bridge)).start()
-    signal.signal(signal.SIGTERM, lambda *a: bridge.stop.set())
-    signal.signal(signal.SIGINT, lambda *a: bridge.stop.set())
+    signal.signal(signal.SIGTERM, lambda *a: bridge.shutdown())
+    signal.signal(signal.SIGINT, lambda *a: bridge.shutdown())
+    from .discovery import Watcher
+    watcher = Watcher(bridge.hotplug)
+    watcher.start()
     try:
         return bridge.run()
     finally:
+        watcher.stop()
         if control:
             control.close()

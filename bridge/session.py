@@ -241,6 +241,7 @@ class Session:
         self._last_request = 0.0
         self._consecutive_failures = 0
         self._reauth_deadline = 0.0
+        self._kick = threading.Event()
         self.instance_list_seen = False
         self.initial_values: Optional[Frame] = None
         self.metrics = {"rejoins": 0, "rescans": 0, "resets": 0, "reopens": 0, "joins": 0,
@@ -607,7 +608,8 @@ class Session:
             delay = self.cfg.backoff[min(failures - 1, len(self.cfg.backoff) - 1)]
             delay *= 1 + self.cfg.jitter * (2 * self.rng.random() - 1)
             log.info("next recovery step %r in %.2f s", LADDER[self.ladder], delay)
-            self.stop.wait(max(0.0, delay))
+            self._kick.wait(max(0.0, delay))
+            self._kick.clear()
 
     def _attempt(self) -> None:
         step = LADDER[self.ladder]
@@ -677,6 +679,10 @@ class Session:
                 self.fire(E.RETRY_SCAN)
         self.pan = self.scan()
         self.join()
+
+    def kick(self) -> None:
+        """Cut the current backoff wait short (stop requested, or the dongle was plugged back)."""
+        self._kick.set()
 
     def close(self) -> None:
         self.driver.close()

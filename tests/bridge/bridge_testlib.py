@@ -46,6 +46,6 @@ class Runner:
         return self.bridge
 
     def __exit__(self, *exc):
-        self.bridge.stop.set()
+        self.bridge.shutdown()
         self.thread.join(10)
         assert not self.thread.is_alive(), "bridge did not stop"
