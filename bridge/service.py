@@ -440,7 +440,12 @@ def main(argv=None) -> int:
         if not cfg.control_socket:
             print("broute-bridge: no [bridge] control_socket configured", file=sys.stderr)
             return 2
-        ok, out = query(cfg.control_socket, args.query)
+        try:
+            ok, out = query(cfg.control_socket, args.query)
+        except OSError as exc:
+            print(f"broute-bridge: cannot reach the running bridge at {cfg.control_socket}: {exc}",
+                  file=sys.stderr)
+            return 1
         print(out)
         return 0 if ok else 1
     if getattr(cfg, "secrets_exposed", False):
