@@ -418,6 +418,9 @@ def main(argv=None) -> int:
     ap.add_argument("--query", metavar="COMMAND",
                     help="send an md-command such as 'meter get E7 E8' to the running bridge "
                          "through its control socket, print the answer and exit (exit 1 on error)")
+    ap.add_argument("--hook", nargs=3, metavar=("MODULE_ID", "REQUESTFILE", "RESULTFILE"),
+                    help="armsd script-command hook: run the md-command in REQUESTFILE on the "
+                         "running bridge, write the answer to RESULTFILE; exit 1 if it failed")
     ap.add_argument("--list-ports", action="store_true",
                     help="list Wi-SUN dongles pyudev can see and exit")
     ap.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -436,17 +439,27 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else getattr(logging, cfg.log_level,
                                                                          logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    if args.query:
+    if args.query or args.hook:
         if not cfg.control_socket:
             print("broute-bridge: no [bridge] control_socket configured", file=sys.stderr)
             return 2
         try:
-            ok, out = query(cfg.control_socket, args.query)
+            if args.hook:
+                with open(args.hook[1], "rb") as fh:
+                    command = fh.read(4096).decode("ascii", "replace").strip()
+            else:
+                command = args.query
+            ok, out = query(cfg.control_socket, command)
         except OSError as exc:
-            print(f"broute-bridge: cannot reach the running bridge at {cfg.control_socket}: {exc}",
-                  file=sys.stderr)
-            return 1
-        print(out)
+            out = json.dumps({"error": f"cannot reach the running bridge at "
+                                       f"{cfg.control_socket}: {exc}"})
+            ok = False
+            print(f"broute-bridge: {out}", file=sys.stderr)
+        if args.hook:
+            with open(args.hook[2], "w", encoding="ascii", errors="replace") as fh:
+                fh.write(out)
+        else:
+            print(out)
         return 0 if ok else 1
     if getattr(cfg, "secrets_exposed", False):
         log.warning("%s is readable by group/others but holds the B-route password; chmod 600 it",

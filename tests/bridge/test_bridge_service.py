@@ -11,7 +11,7 @@ import pytest
 from bridge import meter as m
 from bridge.config import BridgeConfig
 from bridge.mdcommand import MeterCallbacks, MeterCommands
-from bridge.service import Bridge, ControlServer, query
+from bridge.service import Bridge, ControlServer, main, query
 from bridge.sim import MeterConfig, Timing
 from bridge.store import Store
 from bridge.upload import Uploader
@@ -86,6 +86,17 @@ def test_meter_get_md_command_returns_live_values(make_sim, tmp_path):
             assert ok and json.loads(text)["E7"]["value"] == -250
             ok, text = query(sock, "meter get XX")
             assert not ok and "bad EPC" in text
+            # The armsd script-command hook path: request file in, result file out, exit code.
+            conf = tmp_path / "hook.conf"
+            conf.write_text(f"[serial]\nport = {sim.path}\n[broute]\nid = {'0' * 32}\n"
+                            f"password = 0A1B2C3D4E5F\n[bridge]\ncontrol_socket = {sock}\n")
+            req, res = tmp_path / "req", tmp_path / "res"
+            req.write_bytes(b"meter get E7\n")
+            assert main(["-c", str(conf), "--hook", "1", str(req), str(res)]) == 0
+            assert json.loads(res.read_text())["E7"]["value"] == -250
+            req.write_bytes(b"meter get QQ")
+            assert main(["-c", str(conf), "--hook", "1", str(req), str(res)]) == 1
+            assert "bad EPC" in json.loads(res.read_text())["error"]
         finally:
             server.close()
 
