@@ -628,6 +628,8 @@ class ModuleSim:
         self._ok()
         if not delivered or port_v != 3610:
             return
+        if sec == "0":
+            return                  # the meter accepts ECHONET Lite only encrypted (§7.5)
         if self.rng.random() < self.f.loss_rate:
             return
         try:
