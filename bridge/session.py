@@ -242,6 +242,7 @@ class Session:
         self._consecutive_failures = 0
         self._reauth_deadline = 0.0
         self._kick = threading.Event()
+        self._opened_once = False
         self.instance_list_seen = False
         self.initial_values: Optional[Frame] = None
         self.metrics = {"rejoins": 0, "rescans": 0, "resets": 0, "reopens": 0, "joins": 0,
@@ -615,10 +616,11 @@ class Session:
         step = LADDER[self.ladder]
         if self.state is S.CLOSED or step == "reopen":
             self.driver.close()
-            if self.state is not S.CLOSED:
+            if self._opened_once:
                 self.metrics["reopens"] += 1
             self.state = S.CLOSED
             self.driver.open()
+            self._opened_once = True
             self.fire(E.OPENED)
             self._initialise_and_join(reset=self.cfg.reset_on_start or step == "reopen")
             return

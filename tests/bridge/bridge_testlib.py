@@ -5,8 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from bridge.session import Session, SessionConfig
-from bridge.sim import MeterConfig, Simulator, Timing
+from bridge.session import SessionConfig
 
 RBID = "0123456789ABCDEF0123456789ABCDEF"
 PASSWORD = "0A1B2C3D4E5F"

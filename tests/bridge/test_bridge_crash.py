@@ -9,7 +9,6 @@ import subprocess
 import sys
 import threading
 
-import pytest
 
 from bridge.store import Store
 from bridge.upload import Uploader

@@ -142,7 +142,7 @@ def test_unplug_and_replug_reopen_the_port(joined):
     sim.replug()
     t.join(15)
     assert errors == [321]
-    assert s.joined
+    assert s.joined and s.metrics["reopens"] >= 2
 
 
 def test_infc_notification_is_answered_and_delivered(joined):
