@@ -174,3 +174,16 @@ def test_queue_survives_reopen_and_ignores_duplicate_keys(tmp_path):
     q2.mark_uploaded([a.key])
     assert q2.counts()["pending"] == 1
     assert q2._conn().execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_demo_meter_helper_runs_a_simulated_meter_end_to_end(tmp_path, collector):
+    from bridge.demo import DemoMeter
+    demo = DemoMeter(str(tmp_path / "demo"), collector_url=collector.url,
+                     meter=MeterConfig(power_override=555)).start()
+    try:
+        assert demo.wait_joined(30)
+        assert json.loads(demo.callbacks().md_command(1, b"meter get E7"))["E7"]["value"] == 555
+        assert wait_for(lambda: "power_w" in kinds(collector.collector.store.readings("demo-meter")),
+                        15)
+    finally:
+        demo.stop()
