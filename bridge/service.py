@@ -60,6 +60,7 @@ class Bridge:
         self._next_fast = 0.0
         self._next_slow = 0.0
         self._next_prune = 0.0
+        self._clock_checked = None
         self.polls = 0
         self.exit_code = 0
         self.joined_event = threading.Event()
@@ -224,6 +225,27 @@ class Bridge:
                 return when.date()
         return dt.datetime.now(m.JST).date()
 
+    def check_clock(self) -> Optional[float]:
+        """Compare the meter's clock (97/98) with ours once per session and log drift (§4.6)."""
+        if not {m.CURRENT_TIME, m.CURRENT_DATE} <= self.session.meter.get_map:
+            return None
+        frame = self.session.get([m.CURRENT_TIME, m.CURRENT_DATE])
+        t, d = frame.get(m.CURRENT_TIME), frame.get(m.CURRENT_DATE)
+        if not t or not d or len(t) != 2 or len(d) != 4:
+            return None
+        try:
+            meter_now = dt.datetime(int.from_bytes(d[:2], "big"), d[2], d[3], t[0], t[1],
+                                    tzinfo=m.JST)
+        except ValueError:
+            log.warning("meter reports an invalid date/time %s %s", d.hex(), t.hex())
+            return None
+        drift = (meter_now - dt.datetime.now(m.JST).replace(second=0, microsecond=0)).total_seconds()
+        self.session.metrics["clock_drift_s"] = drift
+        if abs(drift) > 120:
+            log.warning("meter clock differs from ours by %+.0f s; half-hour values carry the "
+                        "meter's time", drift)
+        return drift
+
     # -- on-demand reads (md-command) --------------------------------------------------------------
 
     def read_now(self, epcs: Sequence[int], timeout: float = 60.0) -> dict:
@@ -290,6 +312,9 @@ class Bridge:
                 if now >= self._next_slow:
                     self._next_slow = now + self.cfg.energy_interval
                     self.poll_once(SLOW)
+                    if self._clock_checked != self.session.metrics["session_since"]:
+                        self._clock_checked = self.session.metrics["session_since"]
+                        self.check_clock()
                 if now >= self._next_prune:
                     self._next_prune = now + 3600
                     self.store.prune(self.cfg.keep_uploaded_days * 86400)

@@ -187,3 +187,11 @@ def test_demo_meter_helper_runs_a_simulated_meter_end_to_end(tmp_path, collector
                         15)
     finally:
         demo.stop()
+
+
+def test_meter_clock_drift_is_measured_once_per_session(make_sim, tmp_path):
+    sim = make_sim("bp35a1", meter=MeterConfig(clock_offset=-3600))
+    bridge = make_bridge(sim, tmp_path, poll_interval=3600, energy_interval=3600)
+    with Runner(bridge):
+        assert wait_for(lambda: "clock_drift_s" in bridge.session.metrics, 10)
+        assert -3660 <= bridge.session.metrics["clock_drift_s"] <= -3540
