@@ -43,7 +43,8 @@ def open_serial(port: str, baudrate: int = 115200) -> serial.Serial:
     ser.timeout = 0.1
     ser.write_timeout = 5
     ser.exclusive = True
-    ser.dtr = False
+    ser.dtr = False            # DTR left deasserted; RTS only matters with flow control (§1.2)
+    ser.rts = False
     ser.open()
     return ser
 

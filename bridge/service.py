@@ -501,6 +501,13 @@ def main(argv=None) -> int:
         cfg.session.port = ports[0].device
         log.info("discovered %s (%s)", ports[0].device, ports[0].description)
     bridge = Bridge(cfg)
+    if cfg.discover and not args.port:
+        from .discovery import find_ports
+
+        def resolve():
+            found = find_ports()
+            return found[0].device if found else None
+        bridge.session.resolve_port = resolve
     from .mdcommand import MeterCommands
     control = None
     if cfg.control_socket:

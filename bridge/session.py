@@ -243,6 +243,8 @@ class Session:
         self._reauth_deadline = 0.0
         self._kick = threading.Event()
         self._opened_once = False
+        #: Optional callable giving the device path to (re)open (pyudev discovery), or None.
+        self.resolve_port: Optional[Callable[[], Optional[str]]] = None
         self.instance_list_seen = False
         self.initial_values: Optional[Frame] = None
         self.metrics = {"rejoins": 0, "rescans": 0, "resets": 0, "reopens": 0, "joins": 0,
@@ -619,6 +621,11 @@ class Session:
             if self._opened_once:
                 self.metrics["reopens"] += 1
             self.state = S.CLOSED
+            if self.resolve_port is not None:
+                port = self.resolve_port()
+                if port and port != self.driver.port:
+                    log.info("serial port is now %s (was %s)", port, self.driver.port)
+                    self.driver.port = port
             self.driver.open()
             self._opened_once = True
             self.fire(E.OPENED)
