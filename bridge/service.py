@@ -250,9 +250,18 @@ class Bridge:
 
     def read_now(self, epcs: Sequence[int], timeout: float = 60.0) -> dict:
         """Read ``epcs`` live from the meter (thread-safe); EPC -> decoded value or None."""
+        state = self.session.state
+        if state not in (State.JOINED, State.REAUTH, State.THROTTLED):
+            raise NotJoined(f"no B-route session at the moment (state {state.value}); "
+                            f"the bridge is reconnecting")
         fut: concurrent.futures.Future = concurrent.futures.Future()
         self._ondemand.put((tuple(epcs), fut))
-        return fut.result(timeout)
+        try:
+            return fut.result(timeout)
+        except concurrent.futures.TimeoutError:
+            fut.cancel()
+            raise BridgeError(f"the meter did not answer within {timeout:g} s "
+                              f"(session state {self.session.state.value})") from None
 
     def _serve_ondemand(self) -> None:
         for _ in range(100):
