@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 
 import pytest
 
 from bridge import meter as m
-from bridge.config import BridgeConfig
 from bridge.mdcommand import MeterCallbacks, MeterCommands
-from bridge.service import Bridge, ControlServer, main, query
+from bridge.service import ControlServer, main, query
 from bridge.sim import MeterConfig, Timing
 from bridge.store import Store
 from bridge.upload import Uploader
-from bridge_testlib import Runner, fast_config, wait_for
+from bridge_testlib import Runner, make_bridge, wait_for
 from libarms import AppExecError, Callbacks
 from libarms.testserver.collector import CollectorServer
 
@@ -25,17 +23,6 @@ def collector(tmp_path):
     server = CollectorServer(str(tmp_path / "collector.sqlite")).start()
     yield server
     server.stop()
-
-
-def make_bridge(sim, tmp_path, collector=None, **over) -> Bridge:
-    cfg = BridgeConfig(session=fast_config(sim.path, tmp_path), device_id="meter-1",
-                       state_dir=str(tmp_path / "state"), poll_interval=0.05, energy_interval=0.2,
-                       collector_url=collector.url if collector else None,
-                       upload_backoff=(0.05, 0.1))
-    for k, v in over.items():
-        setattr(cfg, k, v)
-    cfg.session.pan_cache = os.path.join(cfg.state_dir, "pan.json")
-    return Bridge(cfg)
 
 
 def kinds(readings) -> set:
