@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import re
 
 import pytest
 
@@ -184,3 +186,22 @@ def test_meter_clock_drift_is_measured_once_per_session(make_sim, tmp_path):
     with Runner(bridge):
         assert wait_for(lambda: "clock_drift_s" in bridge.session.metrics, 10)
         assert -3660 <= bridge.session.metrics["clock_drift_s"] <= -3540
+
+
+def test_sample_config_loads_and_bad_configs_say_what_is_wrong(tmp_path):
+    import bridge
+    from bridge.config import load
+    from libarms import ConfigError
+    sample = os.path.join(os.path.dirname(bridge.__file__), "broute-bridge.conf.sample")
+    cfg = load(sample)
+    assert cfg.session.rbid == "0123456789ABCDEF0123456789ABCDEF"
+    assert cfg.session.scan_durations == (6, 7, 8) and cfg.poll_interval == 60
+    assert "0A1B2C3D4E5F" not in repr(cfg)                      # secrets stay out of reprs
+    bad = tmp_path / "bad.conf"
+    for text, why in (("[broute]\nid = short\npassword = x\n[serial]\nport = /dev/x\n", "32 characters"),
+                      ("[serial]\nport = /dev/x\n", "id and password"),
+                      (open(sample).read().replace("interval = 60", "interval = soon"),
+                       "[poll] interval")):
+        bad.write_text(text)
+        with pytest.raises(ConfigError, match=re.escape(why)):
+            load(str(bad))
