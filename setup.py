@@ -36,7 +36,8 @@ setup(
         "pyserial>=3.5",
         "pyudev>=0.24",
     ],
-    extras_require={"test": ["pytest>=7.4", "pytest-timeout>=2.1", "hypothesis>=6.80"]},
+    extras_require={"test": ["pytest>=7.4", "pytest-timeout>=2.1", "hypothesis>=6.80",
+                             "kconfiglib>=14.1"]},
     entry_points={
         "console_scripts": [
             "armsd=libarms.daemon.main:main",

@@ -6,8 +6,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# The cross libc headers are only Recommends of the cross compilers: name them (we install
+# without recommends).
 APT_PKGS=(build-essential python3-dev python3-venv libssl-dev pkg-config
           gcc-arm-linux-gnueabihf gcc-mipsel-linux-gnu gcc-mips-linux-gnu qemu-user
+          libc6-dev-armhf-cross libc6-dev-mipsel-cross libc6-dev-mips-cross
           iproute2 procps)
 
 log() { printf '[bootstrap] %s\n' "$*" >&2; }

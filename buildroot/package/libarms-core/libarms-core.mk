@@ -1,0 +1,35 @@
+################################################################################
+#
+# libarms-core
+#
+################################################################################
+
+# Built from this repository's csrc/ (local source: nothing is downloaded, so
+# there is no .hash file). The version follows setup.py.
+LIBARMS_CORE_VERSION = 0.1.0
+LIBARMS_CORE_SITE = $(BR2_EXTERNAL_LIBARMS_PATH)/../csrc
+LIBARMS_CORE_SITE_METHOD = local
+LIBARMS_CORE_LICENSE = BSD-2-Clause
+LIBARMS_CORE_DEPENDENCIES = openssl
+# A static library and headers for C firmware: nothing goes to the target.
+LIBARMS_CORE_INSTALL_STAGING = YES
+LIBARMS_CORE_INSTALL_TARGET = NO
+# A developer checkout may hold host objects and test binaries: never let
+# them into the cross build.
+LIBARMS_CORE_OVERRIDE_SRCDIR_RSYNC_EXCLUSIONS = \
+	--exclude '*.o' --exclude '*.a' --exclude '*.so' --exclude build
+
+# csrc/Makefile contract: `make lib` builds libarms_core.a with $(CC),
+# $(AR), $(CFLAGS) from the environment; `make install-lib DESTDIR=...
+# PREFIX=/usr` installs $(DESTDIR)$(PREFIX)/lib/libarms_core.a and the
+# public headers under $(DESTDIR)$(PREFIX)/include/.
+define LIBARMS_CORE_BUILD_CMDS
+	$(TARGET_MAKE_ENV) $(MAKE) -C $(@D) $(TARGET_CONFIGURE_OPTS) lib
+endef
+
+define LIBARMS_CORE_INSTALL_STAGING_CMDS
+	$(TARGET_MAKE_ENV) $(MAKE) -C $(@D) $(TARGET_CONFIGURE_OPTS) \
+		DESTDIR=$(STAGING_DIR) PREFIX=/usr install-lib
+endef
+
+$(eval $(generic-package))

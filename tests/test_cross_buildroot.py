@@ -1,0 +1,324 @@
+"""The Buildroot external tree (buildroot/): structure, Kconfig, package conventions, and that
+every file a package installs exists in this repository.
+
+A full Buildroot build cannot run here (no network for Buildroot's downloads); these tests check
+what can be checked without one: the Kconfig files parse with a real Kconfig parser (kconfiglib)
+against stand-ins for the Buildroot symbols they use, the defconfig keeps every value it sets,
+the .mk files follow Buildroot's naming rules, and the C core's Makefile targets the libarms-core
+package calls build and install an ARM static library with the cross compiler, as Buildroot
+would run them.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+kconfiglib = pytest.importorskip("kconfiglib")
+
+REPO = Path(__file__).resolve().parents[1]
+TREE = REPO / "buildroot"
+PACKAGES = sorted(p for p in (TREE / "package").iterdir() if p.is_dir())
+
+# Buildroot symbols the tree may depend on or select, with the Buildroot package defining them.
+# A symbol outside this list and outside the tree is a typo or a package Buildroot lacks.
+BUILDROOT_SYMBOLS = {
+    "BR2_TOOLCHAIN_HAS_THREADS": "toolchain",
+    "BR2_INSTALL_LIBSTDCPP": "toolchain",
+    "BR2_PACKAGE_HAS_UDEV": "eudev / systemd",
+    "BR2_PACKAGE_HOST_RUSTC_TARGET_ARCH_SUPPORTS": "rustc",
+    "BR2_PACKAGE_OPENSSL": "openssl",
+    "BR2_PACKAGE_OPENSSL_FORCE_LIBOPENSSL": "openssl",
+    "BR2_PACKAGE_PYTHON3": "python3",
+    "BR2_PACKAGE_PYTHON3_SSL": "python3",
+    "BR2_PACKAGE_PYTHON3_PYEXPAT": "python3",
+    "BR2_PACKAGE_PYTHON3_SQLITE": "python3",
+    "BR2_PACKAGE_PYTHON_CFFI": "python-cffi",
+    "BR2_PACKAGE_PYTHON_DEFUSEDXML": "python-defusedxml",
+    "BR2_PACKAGE_PYTHON_CRYPTOGRAPHY": "python-cryptography",
+    "BR2_PACKAGE_PYTHON_REQUESTS": "python-requests",
+    "BR2_PACKAGE_PYTHON_SERIAL": "python-serial",
+    "BR2_PACKAGE_PYTHON_PYUDEV": "python-pyudev",
+}
+# Stand-ins: toolchain facts are true, packages are user choices, udev is absent (mdev).
+_STUB = """
+config BR2_TOOLCHAIN_HAS_THREADS
+\tdef_bool y
+config BR2_INSTALL_LIBSTDCPP
+\tdef_bool y
+config BR2_PACKAGE_HOST_RUSTC_TARGET_ARCH_SUPPORTS
+\tdef_bool y
+config BR2_PACKAGE_HAS_UDEV
+\tbool
+config BR2_PACKAGE_OPENSSL_FORCE_LIBOPENSSL
+\tbool
+"""
+
+
+def pkg_var(pkgdir: Path) -> str:
+    return pkgdir.name.upper().replace("-", "_")
+
+
+def load_kconfig(tmp_path: Path):
+    stub = tmp_path / "Config.in"
+    user_syms = [s for s in BUILDROOT_SYMBOLS if f"config {s}\n" not in _STUB]
+    stub.write_text(_STUB + "".join(f'config {s}\n\tbool "{s}"\n' for s in user_syms)
+                    + f'source "{TREE}/Config.in"\n')
+    os.environ["BR2_EXTERNAL_LIBARMS_PATH"] = str(TREE)
+    os.environ["CONFIG_"] = ""  # Buildroot's .config names have no CONFIG_ prefix
+    return kconfiglib.Kconfig(str(stub), warn=True, warn_to_stderr=False)
+
+
+def defined_in_tree(sym) -> bool:
+    return any(Path(node.filename).resolve().is_relative_to(TREE) for node in sym.nodes)
+
+
+def mk_text(pkgdir: Path) -> str:
+    return (pkgdir / f"{pkgdir.name}.mk").read_text()
+
+
+def mk_vars(text: str) -> dict[str, str]:
+    """Top-level `NAME = value` / `NAME += value` assignments, continuation lines joined."""
+    joined = re.sub(r"\\\n\s*", " ", text)
+    out: dict[str, str] = {}
+    for m in re.finditer(r"^([A-Z0-9_]+)\s*(\+?=)\s*(.*)$", joined, re.M):
+        name, op, value = m.groups()
+        out[name] = (out.get(name, "") + " " + value).strip() if op == "+=" else value.strip()
+    return out
+
+
+def resolve_site(value: str) -> Path:
+    return Path(value.replace("$(BR2_EXTERNAL_LIBARMS_PATH)", str(TREE))).resolve()
+
+
+def setup_py_facts() -> tuple[str, dict[str, str]]:
+    tree = ast.parse((REPO / "setup.py").read_text())
+    version, scripts = None, {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.keyword) and node.arg == "version":
+            version = ast.literal_eval(node.value)
+        if isinstance(node, ast.Dict):
+            for k, v in zip(node.keys, node.values):
+                if isinstance(k, ast.Constant) and k.value == "console_scripts":
+                    for entry in ast.literal_eval(v):
+                        name, target = (s.strip() for s in entry.split("=", 1))
+                        scripts[name] = target
+    return version, scripts
+
+
+def test_buildroot_external_desc_names_the_tree_and_external_mk_includes_every_package():
+    desc = dict(line.split(":", 1) for line in (TREE / "external.desc").read_text().splitlines()
+                if line.strip())
+    assert desc["name"].strip() == "LIBARMS"
+    assert re.fullmatch(r"[A-Za-z0-9_]+", desc["name"].strip())
+    assert desc["desc"].strip()
+    ext_mk = (TREE / "external.mk").read_text()
+    assert "$(BR2_EXTERNAL_LIBARMS_PATH)/package/*/*.mk" in ext_mk
+    assert PACKAGES, "no package in buildroot/package"
+    for pkgdir in PACKAGES:
+        assert (pkgdir / f"{pkgdir.name}.mk").is_file(), pkgdir
+        assert (pkgdir / "Config.in").is_file(), pkgdir
+
+
+def test_buildroot_kconfig_parses_and_each_package_has_its_symbol_prompt_and_help(tmp_path):
+    kc = load_kconfig(tmp_path)
+    assert kc.warnings == []
+    top = (TREE / "Config.in").read_text()
+    for pkgdir in PACKAGES:
+        assert f'source "$BR2_EXTERNAL_LIBARMS_PATH/package/{pkgdir.name}/Config.in"' in top
+        sym = kc.syms[f"BR2_PACKAGE_{pkg_var(pkgdir)}"]
+        assert sym.type == kconfiglib.BOOL
+        node = sym.nodes[0]
+        assert node.prompt[0] == pkgdir.name
+        assert node.help and len(node.help) > 40, f"{pkgdir.name}: help text missing"
+    # Buildroot's style: help text indented by a tab and two spaces, wrapped at 72 columns.
+    for cfg in [TREE / "Config.in"] + [p / "Config.in" for p in PACKAGES]:
+        in_help = False
+        for lineno, line in enumerate(cfg.read_text().splitlines(), 1):
+            if line.strip() == "help":
+                in_help = True
+                continue
+            if in_help and line and not line.startswith("\t  "):
+                in_help = False
+            if in_help and line:
+                assert len(line.expandtabs(8)) <= 72, f"{cfg}:{lineno} longer than 72 columns"
+
+
+def test_buildroot_kconfig_refers_only_to_symbols_of_the_tree_or_of_buildroot(tmp_path):
+    kc = load_kconfig(tmp_path)
+    ours = {name for name, sym in kc.syms.items() if defined_in_tree(sym)}
+    assert ours, "no symbol defined by the tree"
+    referenced = set()
+    for sym in kc.unique_defined_syms:
+        if sym.name not in ours:
+            continue
+        referenced |= {s.name for s, _ in sym.selects}
+        referenced |= {s.name for s in kconfiglib.expr_items(sym.direct_dep)
+                       if isinstance(s, kconfiglib.Symbol)}
+    unknown = referenced - ours - set(BUILDROOT_SYMBOLS) - {"y", "n", "m"}
+    assert not unknown, f"symbols neither in the tree nor in Buildroot: {sorted(unknown)}"
+
+
+def test_buildroot_defconfig_keeps_every_value_it_sets_for_the_tree(tmp_path):
+    defconfigs = sorted((TREE / "configs").glob("*_defconfig"))
+    assert defconfigs
+    for defconfig in defconfigs:
+        kc = load_kconfig(tmp_path)
+        text = defconfig.read_text()
+        assert re.search(r"^BR2_arm=y$", text, re.M) and "BR2_cortex_a7=y" in text  # ARMv7
+        assert "BR2_OPTIMIZE_S=y" in text
+        kc.load_config(str(defconfig))
+        wanted = dict(re.findall(r"^(BR2_[A-Z0-9_]+)=(\S+)$", text, re.M))
+        checked = 0
+        for name, value in wanted.items():
+            sym = kc.syms.get(name)
+            if sym is None or not sym.nodes:
+                continue  # a Buildroot symbol this test does not model (arch, toolchain, fs)
+            if not defined_in_tree(sym) and name not in BUILDROOT_SYMBOLS:
+                continue
+            assert sym.str_value == value.strip('"'), \
+                f"{defconfig.name}: {name}={value} is dropped (unmet dependency?)"
+            checked += 1
+        for pkgdir in PACKAGES:
+            assert kc.syms[f"BR2_PACKAGE_{pkg_var(pkgdir)}"].str_value == "y", pkgdir.name
+        assert checked >= len(PACKAGES)
+
+
+def test_buildroot_mk_files_follow_the_package_conventions():
+    version, _ = setup_py_facts()
+    for pkgdir in PACKAGES:
+        text = mk_text(pkgdir)
+        var = pkg_var(pkgdir)
+        banner = "#" * 80
+        assert text.startswith(f"{banner}\n#\n# {pkgdir.name}\n#\n{banner}\n"), pkgdir.name
+        last = [line for line in text.splitlines() if line.strip()][-1]
+        infra = re.fullmatch(r"\$\(eval \$\((generic|python)-package\)\)", last)
+        assert infra, f"{pkgdir.name}: last line must evaluate the package infrastructure"
+        variables = mk_vars(text)
+        for name in variables:
+            assert name.startswith(var + "_"), f"{pkgdir.name}: variable {name} lacks {var}_"
+        assert variables[f"{var}_VERSION"] == version, f"{pkgdir.name}: version != setup.py"
+        assert variables.get(f"{var}_LICENSE")
+        if infra.group(1) == "python":
+            assert variables[f"{var}_SETUP_TYPE"] == "setuptools"
+            assert "host-python-cffi" in variables[f"{var}_DEPENDENCIES"].split()
+        site = variables.get(f"{var}_SITE")
+        if site is None:
+            continue  # no source of its own
+        if variables.get(f"{var}_SITE_METHOD") == "local":
+            path = resolve_site(site)
+            assert path == REPO or REPO in path.parents, f"{pkgdir.name}: site outside the repo"
+            assert not (pkgdir / f"{pkgdir.name}.hash").exists()
+        else:
+            hash_file = pkgdir / f"{pkgdir.name}.hash"
+            assert hash_file.is_file(), f"{pkgdir.name}: fetched source needs a .hash file"
+            assert re.search(r"^sha256\s+[0-9a-f]{64}\s+\S+", hash_file.read_text(), re.M)
+
+
+def test_buildroot_local_sources_exclude_build_products_and_the_virtualenv():
+    for pkgdir in PACKAGES:
+        variables = mk_vars(mk_text(pkgdir))
+        var = pkg_var(pkgdir)
+        if variables.get(f"{var}_SITE_METHOD") != "local":
+            continue
+        excl = variables.get(f"{var}_OVERRIDE_SRCDIR_RSYNC_EXCLUSIONS", "")
+        assert "*.so" in excl and "build" in excl, pkgdir.name
+        if resolve_site(variables[f"{var}_SITE"]) == REPO:
+            for must in ("/.venv", "/build", "/buildroot", "/tests"):
+                assert f"--exclude {must}" in excl, f"{pkgdir.name}: {must} not excluded"
+            # setup.py reads README.md for its long description: it must stay in.
+            assert "README" not in excl
+
+
+def test_buildroot_every_installed_file_exists_in_the_repo_and_none_is_orphaned():
+    referenced_anywhere: set[Path] = set()
+    for pkgdir in PACKAGES:
+        text = re.sub(r"\\\n\s*", " ", mk_text(pkgdir))
+        var = pkg_var(pkgdir)
+        for rel in re.findall(r"\$\(" + var + r"_PKGDIR\)/([\w.+-]+)", text):
+            path = pkgdir / rel
+            assert path.is_file(), f"{pkgdir.name} installs {rel}, missing from {pkgdir}"
+            referenced_anywhere.add(path)
+        site = mk_vars(text).get(f"{var}_SITE")
+        for rel in re.findall(r"\$\(@D\)/([\w./+-]+)", text):
+            assert site, f"{pkgdir.name} installs $(@D)/{rel} without a site"
+            assert (resolve_site(site) / rel).exists(), f"{pkgdir.name}: $(@D)/{rel} missing"
+        for line in text.splitlines():
+            if "$(INSTALL)" in line and "-m 0755" in line and "/etc/init.d/" in line:
+                script = re.search(r"_PKGDIR\)/(S\d\d[\w-]+)", line).group(1)
+                assert line.rstrip().endswith(f"/etc/init.d/{script}")
+    for pkgdir in PACKAGES:
+        for f in pkgdir.iterdir():
+            if f.name in ("Config.in", f"{pkgdir.name}.mk", f"{pkgdir.name}.hash"):
+                continue
+            assert f in referenced_anywhere, f"{f} is in the tree but no package installs it"
+
+
+def test_buildroot_init_scripts_start_console_scripts_that_setup_py_installs():
+    _, scripts = setup_py_facts()
+    inits = sorted(TREE.glob("package/*/S[0-9][0-9]*"))
+    assert inits
+    for init in inits:
+        assert os.access(init, os.X_OK), f"{init} is not executable"
+        subprocess.run(["sh", "-n", str(init)], check=True)
+        text = init.read_text()
+        daemon = re.search(r'^DAEMON="([\w-]+)"$', text, re.M).group(1)
+        assert init.name[3:] == daemon, f"{init.name}: DAEMON={daemon} does not match the name"
+        assert '--startas "/usr/bin/$DAEMON"' in text
+        assert daemon in scripts, f"{daemon} is not a console script of setup.py"
+        for verb in ("start", "stop", "restart", "reload"):
+            assert re.search(rf"^\t{verb}\|?|\|{verb}\b|^\t{verb}\)", text, re.M), verb
+    for unit in TREE.glob("package/*/*.service"):
+        text = unit.read_text()
+        exe = re.search(r"^ExecStart=(\S+)", text, re.M).group(1)
+        assert exe.startswith("/usr/bin/") and exe[len("/usr/bin/"):] in scripts, unit.name
+
+
+def test_buildroot_python_package_removes_only_modules_that_exist():
+    _, scripts = setup_py_facts()
+    text = mk_text(TREE / "package" / "python-libarms")
+    for rel in re.findall(r"\$\(PYTHON_LIBARMS_SITE_PACKAGES\)/([\w/]+)", text):
+        stem = REPO / rel
+        assert stem.is_dir() or stem.with_suffix(".py").is_file() or rel.endswith("demo"), rel
+    for name in re.findall(r"\$\(TARGET_DIR\)/usr/bin/([\w-]+)", text):
+        assert name in scripts, f"removes /usr/bin/{name}, which setup.py does not install"
+
+
+def test_buildroot_armsd_default_config_uses_only_documented_keys():
+    conf = (TREE / "package" / "python-libarms" / "armsd.conf").read_text()
+    spec = Path("/work/shared/spec/arms-agent.md")
+    keys = re.findall(r"^#?([a-z][a-z0-9-]+):", conf, re.M)
+    assert "distribution-id" in keys and "ls-sa-key" in keys
+    if spec.exists():
+        documented = set(re.findall(r"`([a-z][a-z0-9-]+)`", spec.read_text()))
+        documented |= {f"hb-traffic-if{i}" for i in range(4)}
+        for key in keys:
+            assert key in documented, f"armsd.conf key {key} is not an armsd key"
+
+
+@pytest.mark.skipif(not (REPO / "csrc" / "Makefile").exists(), reason="csrc/Makefile not merged")
+@pytest.mark.skipif(shutil.which("arm-linux-gnueabihf-gcc") is None, reason="no ARM compiler")
+def test_buildroot_core_package_make_targets_build_and_install_an_arm_static_library(tmp_path):
+    src = tmp_path / "src"
+    shutil.copytree(REPO / "csrc", src,
+                    ignore=shutil.ignore_patterns("*.o", "*.a", "*.so", "build", "__pycache__"))
+    env = dict(os.environ, CC="arm-linux-gnueabihf-gcc", AR="arm-linux-gnueabihf-ar",
+               RANLIB="arm-linux-gnueabihf-ranlib", CFLAGS="-Os -march=armv7-a -mfpu=neon")
+    # What LIBARMS_CORE_BUILD_CMDS and _INSTALL_STAGING_CMDS run (libcrypto headers from the
+    # host: the library is only archived, not linked).
+    subprocess.run(["make", "-C", str(src), "lib"], env=env, check=True, capture_output=True)
+    dest = tmp_path / "staging"
+    subprocess.run(["make", "-C", str(src), f"DESTDIR={dest}", "PREFIX=/usr", "install-lib"],
+                   env=env, check=True, capture_output=True)
+    lib = dest / "usr" / "lib" / "libarms_core.a"
+    assert lib.is_file()
+    assert list((dest / "usr" / "include").rglob("*.h"))
+    out = subprocess.run(["arm-linux-gnueabihf-readelf", "-h", str(lib)], check=True,
+                         capture_output=True, text=True).stdout
+    assert "Machine:                           ARM" in out
