@@ -217,7 +217,7 @@ def stage(arch: Arch, sysroot: Path, out: Path, opt: str) -> Path:
             log("not staged (compiled; the sysroot's Python must provide them if needed): "
                 + ", ".join(compiled))
         (tmp / "STAGE-INFO").write_text(
-            f"arch={arch.name}\nextension={so.name if so else ''}\n"
+            f"arch={arch.name}\nsysroot={sysroot}\nextension={so.name if so else ''}\n"
             f"pure={','.join(d.metadata['Name'] for d in dists)}\ncompiled={','.join(compiled)}\n")
         shutil.rmtree(out, ignore_errors=True)
         tmp.rename(out)
