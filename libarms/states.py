@@ -1,4 +1,23 @@
-"""ARMS agent states (libarms 5.33 numeric values, ``spec/arms-agent.md`` §2.2)."""
+"""ARMS agent states and the transitions between them, as data.
+
+Rules of this file (h11 style): the State enum keeps libarms 5.33's numbers
+(``spec/arms-agent.md`` §2.2); every transition the agent may make is one row of
+:data:`TRANSITIONS`, a literal dict ``{state: {event: next_state}}`` that a reader can check
+against the spec on one screen. The agent never assigns a state directly: it fires an
+:class:`Event` and :func:`next_state` looks the row up; a missing row is a bug in the agent
+(``RuntimeError``), never a peer's fault.
+
+Theory of operation, pull phase (§2.3):
+
+* ``Agent.pull()`` fires LS_START (no cached RS endpoint) or RS_START (LS skip after
+  ``restore_state``) from any resting state (INITIAL, PULLDONE, BOOT_FAIL, PUSH_REBOOT, ...).
+* LS answer accepted -> LS_DONE -> RSPULL. RS answer accepted -> RS_DONE -> PULLDONE.
+* RS phase exhausted (retries, 502, no line) -> RS_FALLBACK -> LSPULL (no count limit; only
+  the total timeout ends the loop).
+* Any error that ends ``pull()`` -> FAIL -> BOOT_FAIL.
+
+The push phase adds its rows to :data:`TRANSITIONS` below the marker.
+"""
 
 from __future__ import annotations
 
@@ -18,3 +37,37 @@ class State(enum.IntEnum):
     PUSH_EXECTRANS = 14
     PUSH_TERM = 15
     PUSH_REBOOT = 16
+
+
+class Event(enum.Enum):
+    LS_START = "ls-start"          # pull() begins at the LS
+    RS_START = "rs-start"          # pull() begins at the cached RS (LS skip)
+    LS_DONE = "ls-done"            # rs-solicitation answered 1xx
+    RS_DONE = "rs-done"            # config-solicitation answered 1xx and applied
+    RS_FALLBACK = "rs-fallback"    # RS phase gave up: back to the LS
+    FAIL = "fail"                  # pull() ends with an error (or a fatal push-side answer)
+
+
+_PULL_START = {Event.LS_START: State.LSPULL, Event.RS_START: State.RSPULL}
+
+TRANSITIONS: dict[State, dict[Event, State]] = {
+    # -- pull phase ---------------------------------------------------------------------------
+    State.INITIAL:        {**_PULL_START},
+    State.LSPULL:         {Event.LS_DONE: State.RSPULL, Event.FAIL: State.BOOT_FAIL},
+    State.RSPULL:         {Event.RS_DONE: State.PULLDONE, Event.RS_FALLBACK: State.LSPULL,
+                           Event.FAIL: State.BOOT_FAIL},
+    State.PULLDONE:       {**_PULL_START, Event.FAIL: State.BOOT_FAIL},
+    State.BOOT_FAIL:      {**_PULL_START, Event.FAIL: State.BOOT_FAIL},
+    State.PUSH_SENDREADY: {**_PULL_START, Event.FAIL: State.BOOT_FAIL},
+    State.PUSH_WAIT:      {**_PULL_START},
+    State.PUSH_REBOOT:    {**_PULL_START},
+    # -- push phase (rows added by the push side) -----------------------------------------------
+}
+
+
+def next_state(state: State, event: Event) -> State:
+    """The state ``event`` leads to from ``state``; RuntimeError when the table has no row."""
+    try:
+        return TRANSITIONS[state][event]
+    except KeyError:
+        raise RuntimeError(f"no transition from {state.name} on {event.name}") from None

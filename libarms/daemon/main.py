@@ -1,0 +1,497 @@
+"""armsd: the ARMS agent daemon of a gateway, answering the server through hook scripts.
+
+Flow (as IIJ armsd 0.9.0, ``spec/arms-agent.md`` §5.1): read the config, restore the LS-skip
+state, ``Agent.pull()`` (two-stage provisioning), save the state, run ``script-post-pull``,
+``Agent.push_method_query()``, ``Agent.run()`` (push wait: tunnel or https-simple, heartbeats).
+When the agent asks to pull again, stop the modules and pull again; any other end leaves armsd
+with one of the exit codes below.
+
+Exit codes (armsd 0.9.0 always exited 0 after its reboot script; ours tell a supervisor why):
+
+====  ==========================================================================================
+0     stopped by SIGTERM or SIGINT (tunnels closed, heartbeats stopped, state saved); ``-V``/``-h``
+1     bad config file or option value, or a required file cannot be read (message on stderr)
+2     bad command line (argparse)
+3     the LS/RS told this device to stop using ARMS (``ARMS_EDONTRETRY``): do not restart
+4     reboot requested (by the RS, by ``script-post-pull``, or result 503); ``script-reboot`` ran
+5     boot fail: pull or push ended with an error (timeout, retries exhausted, a callback
+      failed...); ``script-reboot`` ran; restart after a pause
+6     ``--exit-on-pull``: the RS asked for a new pull; restart armsd to pull
+====  ==========================================================================================
+
+Signals: SIGTERM/SIGINT stop cleanly, SIGHUP reloads the config file (a bad new file is logged
+and the running config kept; ``distribution-id`` and paths need a restart).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from typing import Optional
+
+from .. import LIBARMS_COMPAT_VERSION, __version__
+from ..errors import ArmsError, ConfigError, Err
+from ..states import State
+from .app import ArmsdCallbacks, StateTracker
+from .config import DaemonConfig, load_config
+from .hooks import HookRunner, Redactor
+from .logs import set_level, setup_logging
+from .modules import ModuleStore
+from .statefile import PidFile, StateCache
+
+log = logging.getLogger("libarms.daemon")
+
+DEFAULT_CONFIG = "/etc/armsd/armsd.conf"
+DESCRIPTION = "armsd"
+
+EXIT_OK = 0
+EXIT_CONFIG = 1
+EXIT_USAGE = 2
+EXIT_DONTRETRY = 3
+EXIT_REBOOT = 4
+EXIT_BOOTFAIL = 5
+EXIT_PULL = 6
+
+
+class _Stop(BaseException):
+    """Raised from the signal handler to leave an agent call that cannot be stopped otherwise."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="armsd",
+        description="ARMS (SMF/SACM) agent daemon: provisions this device from the LS/RS, keeps "
+                    "the push connection and heartbeats, and runs hook scripts for every request "
+                    "(see the sample config for the hooks' arguments and exit codes).",
+        epilog="Exit codes: 0 stopped by signal, 1 config error, 2 usage, 3 server said stop "
+               "(do not restart), 4 reboot requested, 5 boot fail (restart later), "
+               "6 pull again (--exit-on-pull).")
+    p.add_argument("-f", "--config", default=DEFAULT_CONFIG, metavar="FILE",
+                   help=f"config file (default {DEFAULT_CONFIG})")
+    p.add_argument("-i", "--distribution-id", metavar="ID",
+                   help="Distribution ID, overrides the config file's distribution-id")
+    p.add_argument("-b", "--work-dir", metavar="DIR",
+                   help="work directory for module configs (overrides path-work-dir)")
+    p.add_argument("-p", "--port", type=int, metavar="PORT",
+                   help="https-simple push listening port (default: push-port, else 10443)")
+    p.add_argument("-l", "--logfile", metavar="FILE", help="log to this file (appended)")
+    p.add_argument("--syslog", action="store_true",
+                   help="log to syslog (facility daemon); the default once daemonised")
+    p.add_argument("--syslog-socket", default="/dev/log", metavar="PATH",
+                   help="syslog socket (default /dev/log)")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    p.add_argument("-D", "--foreground", action="store_true",
+                   help="stay in the foreground (the default; kept for armsd compatibility)")
+    p.add_argument("-d", action="store_true", help="deprecated armsd option: -D -v")
+    p.add_argument("--daemon", action="store_true",
+                   help="detach (double fork) once the config is read; for busybox/sysv init")
+    p.add_argument("--pidfile", metavar="FILE",
+                   help="write the pid here (default with --daemon: path-pid)")
+    p.add_argument("--state-file", metavar="FILE", help="overrides path-state-cache")
+    p.add_argument("--exit-on-pull", action="store_true",
+                   help="exit 6 when the RS asks for a new pull instead of pulling in-process")
+    p.add_argument("-H", "--hb-debug", action="store_true",
+                   help="print heartbeat statistics every 5 s and send nothing (debug)")
+    p.add_argument("--hb-debug-count", type=int, default=0, help=argparse.SUPPRESS)
+    p.add_argument("-V", "--version", action="store_true", help="print versions and exit")
+    return p
+
+
+class Armsd:
+    def __init__(self, cfg: DaemonConfig, args: argparse.Namespace):
+        self.args = args
+        self.cfg = self._apply_args(cfg)
+        self.redact = Redactor(self.cfg.secrets())
+        self.tracker = StateTracker()
+        self.runner = HookRunner(self.cfg.distribution_id, self.cfg.timeout,
+                                 self.cfg.timeout_kill, self.redact)
+        self.store = ModuleStore(self.cfg.path_work_dir)
+        self.callbacks = ArmsdCallbacks(self.cfg, self.runner, self.store, self.tracker,
+                                        self.redact)
+        self.state_cache = StateCache(self.cfg.path_state_cache)
+        self.pidfile: Optional[PidFile] = None
+        self.agent = None
+        self.stop_signal: Optional[int] = None
+        self._in_agent = ""       # "pull", "query", "run" while inside that agent call
+        self.callbacks.after_hook = self._after_hook
+
+    def _apply_args(self, cfg: DaemonConfig) -> DaemonConfig:
+        a = self.args
+        changes = {}
+        if a.work_dir:
+            changes["path_work_dir"] = os.path.abspath(a.work_dir)
+        if a.port is not None:
+            changes["push_port"] = a.port
+        if a.state_file:
+            changes["path_state_cache"] = os.path.abspath(a.state_file)
+        if a.verbose or a.d:
+            changes["log_level"] = "debug"
+        return dataclasses.replace(cfg, **changes) if changes else cfg
+
+    # -- signals -----------------------------------------------------------------------------
+
+    def _on_stop(self, signum, frame) -> None:
+        first = self.stop_signal is None
+        self.stop_signal = signum
+        self.callbacks.stopping = True
+        if first:
+            log.info("%s received: stopping", signal.Signals(signum).name)
+        if self._in_agent == "run" and self._stop_push_loop():
+            return      # Agent.run() returns soon: tunnels closed, heartbeat stopped
+        if self._in_agent and self.runner.current is None:
+            raise _Stop()
+        # A hook is running on this thread: it ends (bounded by its timeout), then _after_hook
+        # raises _Stop. Outside agent calls the next _call raises it.
+
+    def _stop_push_loop(self) -> bool:
+        """Ask the push loop to end, thread-safely: ``Agent.stop()``, else libarms.push's
+        ``stop_event_loop``. False when neither is available or no loop runs."""
+        stop = getattr(self.agent, "stop", None)
+        if stop is not None:
+            try:
+                stop()
+                return True
+            except Exception as e:
+                log.warning("Agent.stop() failed: %s", e)
+        try:
+            from ..push import stop_event_loop
+        except ImportError:
+            return False
+        try:
+            return bool(stop_event_loop(self.agent, Err.EPULL))
+        except Exception as e:
+            log.warning("cannot stop the push loop: %s", e)
+            return False
+
+    def _after_hook(self) -> None:
+        """A stop signal that arrived while a hook ran on the main thread (pull phase) leaves
+        the agent now. Hooks on the agent's callback thread (push phase) never raise here."""
+        if self.stop_signal is not None and self._in_agent in ("pull", "query") \
+                and threading.current_thread() is threading.main_thread():
+            raise _Stop()
+
+    def _on_hup(self, signum, frame) -> None:
+        log.info("sighup received: reload configuration")
+        try:
+            new = self._apply_args(load_config(self.args.config, self.args.distribution_id))
+        except ConfigError as e:
+            log.error("reload failed, keeping the running configuration: %s", e)
+            return
+        for w in new.warnings:
+            log.warning("%s", w)
+        for field in ("distribution_id", "path_work_dir", "path_state_cache", "path_pid"):
+            if getattr(new, field) != getattr(self.cfg, field):
+                log.warning("%s changed in the config file: takes effect after a restart",
+                            field.replace("_", "-"))
+                new = dataclasses.replace(new, **{field: getattr(self.cfg, field)})
+        self.redact.add(*new.secrets())
+        self.cfg = new
+        self.callbacks.cfg = new
+        set_level(new.log_level)
+        self._set_app_event_interval()
+        log.info("configuration reloaded from %s", self.args.config)
+
+    def _install_signals(self) -> None:
+        signal.signal(signal.SIGTERM, self._on_stop)
+        signal.signal(signal.SIGINT, self._on_stop)
+        signal.signal(signal.SIGHUP, self._on_hup)
+        signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+
+    # -- agent calls -------------------------------------------------------------------------
+
+    def _call(self, phase: str, fn, *a, **kw):
+        """Call into the agent (``phase`` pull, query or run) so that a stop signal can end it."""
+        if self.stop_signal is not None:
+            raise _Stop()
+        self._in_agent = phase
+        try:
+            return fn(*a, **kw)
+        finally:
+            self._in_agent = ""
+
+    def _make_agent(self):
+        cfg = self.cfg
+        if not cfg.path_root_ca:
+            raise ConfigError(
+                f"{cfg.source}: path-root-ca is not set: give the PEM file of the ARMS Root CA "
+                "(the trust anchor of the LS; IIJ's armsd has it compiled in, this one does not)")
+        from .. import Agent  # imported here: the daemon's own start-up stays light
+        try:
+            agent = Agent(cfg.distribution_id, self.callbacks,
+                          time_floor_path=os.path.join(cfg.path_work_dir, "time-floor"))
+        except TypeError:   # an agent without the time floor option
+            agent = Agent(cfg.distribution_id, self.callbacks)
+        self.callbacks.agent = agent
+        if cfg.path_iconfig:
+            agent.load_config(_read_text(cfg.path_iconfig, "path-iconfig"))
+        agent.register_cert(_read_text(cfg.path_root_ca, "path-root-ca"))
+        agent.register_authkey(cfg.ls_sa_key)
+        agent.register_description(DESCRIPTION, __version__)
+        if cfg.https_proxy_url:
+            agent.set_https_proxy(cfg.https_proxy_url)
+        return agent
+
+    def _set_app_event_interval(self) -> None:
+        setter = getattr(self.agent, "set_app_event_interval", None)
+        if setter is None or not self.cfg.script("script-app-event"):
+            return
+        try:
+            setter(self.cfg.app_event_interval)
+        except Exception as e:
+            log.warning("app-event-interval %s refused: %s", self.cfg.app_event_interval, e)
+
+    # -- main flow ---------------------------------------------------------------------------
+
+    def run(self) -> int:
+        cfg = self.cfg
+        log.info("armsd version %s, with libarms %s (compatible %s), distribution id %s",
+                 __version__, __version__, LIBARMS_COMPAT_VERSION, cfg.distribution_id)
+        for w in cfg.warnings:
+            log.warning("%s", w)
+        os.environ["ARMS_DISTRIBUTION_ID"] = cfg.distribution_id
+        self._install_signals()
+        self.store.prepare()
+        try:
+            self.agent = self._make_agent()
+        except (ConfigError, ArmsError) as e:
+            log.error("cannot initialise the agent: %s", e)
+            return EXIT_CONFIG
+        blob = self.state_cache.load()
+        if blob is not None:
+            try:
+                self.agent.restore_state(blob)
+                log.info("state restored from %s: the LS is skipped", cfg.path_state_cache)
+            except Exception as e:
+                log.warning("state cache %s not usable (%s): pulling from the LS",
+                            cfg.path_state_cache, e)
+        try:
+            return self._loop()
+        except _Stop:
+            return self._shutdown()
+
+    def _loop(self) -> int:
+        for _ in range(1_000_000):            # one pass per pull; EPULL comes back here
+            result = self._one_cycle()
+            if result == Err.EPULL:
+                log.info("pull requested: stopping the modules and pulling again")
+                self._stop_modules()
+                if self.args.exit_on_pull:
+                    return self._finish(EXIT_PULL, reboot_script=False)
+                continue
+            return self._end_with(result)
+        return self._end_with(Err.EFATAL)
+
+    def _one_cycle(self) -> int:
+        """pull → save state → post-pull → method query → run; returns the agent's result."""
+        agent = self.agent
+        self.callbacks.begin_pull()
+        try:
+            self._call("pull", agent.pull, timeout=self.cfg.pull_timeout or 21600, fragment=0,
+                       lines=list(self.cfg.ls_lines))
+        except ArmsError as e:
+            log.error("pull failed: %s", e)
+            return int(e.code)
+        except Exception as e:   # an agent bug must not kill armsd without its exit path
+            log.exception("pull raised %s", e)
+            return int(Err.EFATAL)
+        log.info("pull done")
+        self._save_state()
+        self.callbacks.prune_after_pull()
+        res = self.callbacks._hook("script-post-pull")
+        if res is not None and not res.ok:
+            log.error("script-post-pull %s: taking the reboot path", res.describe())
+            return int(Err.EREBOOT)
+        try:
+            self._call("query", agent.push_method_query)
+        except ArmsError as e:
+            log.error("push method query failed: %s", e)
+            return int(e.code)
+        except Exception as e:
+            log.exception("push method query raised %s", e)
+            return int(Err.EFATAL)
+        self._set_app_event_interval()
+        try:
+            result = self._call("run", agent.run, port=self.cfg.push_port, fragment=0)
+        except ArmsError as e:
+            result = e.code
+        except Exception as e:
+            log.exception("push loop raised %s", e)
+            result = Err.EFATAL
+        if self.stop_signal is not None:
+            raise _Stop()
+        try:
+            result = Err(int(result))
+        except ValueError:
+            pass
+        log.info("push loop ended: %s", getattr(result, "name", result))
+        return result
+
+    def _end_with(self, result) -> int:
+        try:
+            result = Err(int(result))
+        except ValueError:
+            pass
+        if result in (0, Err.EREBOOT):
+            log.info("reboot requested. exit.")
+            self._stop_modules()
+            return self._finish(EXIT_REBOOT, reboot_script=True)
+        if result == Err.EDONTRETRY:
+            log.error("LS/RS denied pull access. exit.")
+            self._stop_modules()
+            return self._finish(EXIT_DONTRETRY, reboot_script=False)
+        name = getattr(result, "name", str(result))
+        log.error("boot fail: %s (level %d, type %d). exit.", name, (int(result) >> 8) & 0xFF,
+                  int(result) & 0xFF)
+        self._stop_modules()
+        return self._finish(EXIT_BOOTFAIL, reboot_script=True)
+
+    def _stop_modules(self) -> None:
+        for mid in self.store.module_ids():
+            self.callbacks.stop_module(mid)
+
+    def _save_state(self) -> None:
+        try:
+            blob = self.agent.dump_state()
+        except Exception as e:
+            log.error("cannot dump the agent state: %s", e)
+            return
+        if self.state_cache.save(bytes(blob)):
+            log.info("state saved to %s", self.cfg.path_state_cache)
+
+    def _end_agent(self) -> None:
+        self.callbacks.stopping = True
+        try:
+            if self.agent is not None:
+                self.agent.end()
+        except Exception as e:
+            log.warning("agent end: %s", e)
+
+    def _finish(self, code: int, reboot_script: bool) -> int:
+        self._end_agent()
+        if reboot_script:
+            res = self.callbacks._hook("script-reboot")
+            if res is not None:
+                log.info("script-reboot %s", res.describe())
+        log.info("exit %d", code)
+        return code
+
+    def _shutdown(self) -> int:
+        """SIGTERM/SIGINT: leave the agent call, save the state, end the agent, exit 0."""
+        self.callbacks.stopping = True
+        if self.agent is not None and self.tracker.state not in (State.INITIAL, State.LSPULL,
+                                                                   State.RSPULL, State.BOOT_FAIL):
+            self._save_state()
+        self._end_agent()
+        log.info("stopped by %s", signal.Signals(self.stop_signal).name
+                 if self.stop_signal else "request")
+        return EXIT_OK
+
+
+def _read_text(path: str, key: str) -> str:
+    try:
+        with open(path, "r", encoding="ascii", errors="strict") as f:
+            return f.read(1 << 20)
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{key} {path}: {getattr(e, 'strerror', None) or e}") from None
+
+
+def daemonize(ready_timeout: float = 30.0):
+    """Double fork; the original process exits 0 once the child reports it is running."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid > 0:
+        os.close(w)
+        import select
+        ok, _, _ = select.select([r], [], [], ready_timeout)
+        data = os.read(r, 1) if ok else b""
+        os._exit(0 if data == b"1" else 1)
+    os.close(r)
+    os.setsid()
+    if os.fork() > 0:
+        os._exit(0)
+    os.chdir("/")
+    os.umask(0o022)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    if devnull > 2:
+        os.close(devnull)
+    return w
+
+
+def heartbeat_debug(cfg: DaemonConfig, count: int = 0) -> int:
+    """``-H``: collect the statistics every 5 s and print the setter calls; send nothing."""
+    from .app import ArmsdCallbacks as _CB
+
+    class Printer:
+        def __getattr__(self, name):
+            def setter(*a):
+                print(f"{name}{a}", flush=True)
+            return setter
+
+    cb = _CB(cfg, HookRunner(cfg.distribution_id, cfg.timeout, cfg.timeout_kill),
+             ModuleStore(cfg.path_work_dir))
+    n = 0
+    try:
+        while True:
+            print(f"--- {time.strftime('%Y/%m/%d %H:%M:%S')}", flush=True)
+            cb.hb_store_statistics(Printer())
+            n += 1
+            if count and n >= count:
+                return EXIT_OK
+            time.sleep(5 if not count else 0.2)
+    except KeyboardInterrupt:
+        return EXIT_OK
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.version:
+        print(f"armsd version {__version__}, with libarms {__version__} "
+              f"(wire-compatible with libarms {LIBARMS_COMPAT_VERSION})")
+        return EXIT_OK
+    try:
+        cfg = load_config(args.config, args.distribution_id)
+    except ConfigError as e:
+        print(f"armsd: {e}", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.hb_debug:
+        return heartbeat_debug(cfg, args.hb_debug_count)
+    daemon = Armsd(cfg, args)
+    ready_fd = None
+    if args.daemon:
+        ready_fd = daemonize()
+    setup_logging(cfg.distribution_id, daemon.tracker, daemon.redact,
+                  level=daemon.cfg.log_level, logfile=args.logfile,
+                  syslog=args.syslog or (args.daemon and not args.logfile),
+                  syslog_socket=args.syslog_socket)
+    pidpath = args.pidfile or (cfg.path_pid if args.daemon else None)
+    if pidpath:
+        daemon.pidfile = PidFile(os.path.abspath(pidpath))
+        try:
+            daemon.pidfile.write()
+        except (ConfigError, OSError) as e:
+            log.error("%s", e)
+            return EXIT_CONFIG
+    if ready_fd is not None:
+        os.write(ready_fd, b"1")
+        os.close(ready_fd)
+    try:
+        return daemon.run()
+    except ConfigError as e:
+        log.error("%s", e)
+        return EXIT_CONFIG
+    finally:
+        if daemon.pidfile is not None:
+            daemon.pidfile.remove()
+        logging.shutdown()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,152 @@
+"""Files armsd keeps across restarts, written so that a crash leaves the old or the new content.
+
+Every write goes to a temporary file in the same directory, is flushed to the disk, renamed over
+the target and the directory is flushed too (so the rename itself survives a power cut). A
+reader therefore sees either the previous file or the complete new one, never a half-written
+one, whatever moment the process is killed at.
+
+The state cache is libarms' LS-skip blob (``Agent.dump_state()``): armsd stores it after every
+successful pull and when it stops, and hands it back with ``Agent.restore_state()`` on start.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+log = logging.getLogger("libarms.daemon.statefile")
+
+#: Refuse to load a state cache larger than this (the libarms 5.33 blob is 29456 bytes).
+MAX_STATE_SIZE = 1 << 20
+
+
+def fsync_dir(path: str) -> None:
+    """Flush a directory entry change (rename, link, unlink) to the disk."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: str, data: bytes, mode: int = 0o600) -> None:
+    """Replace ``path`` by ``data``: temp file in the same directory, fsync, rename, fsync dir."""
+    directory = os.path.dirname(os.path.abspath(path))
+    tmp = os.path.join(directory, ".%s.tmp.%d" % (os.path.basename(path), os.getpid()))
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        view = memoryview(data)
+        while view:
+            n = os.write(fd, view)
+            view = view[n:]
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        _unlink_quietly(tmp)
+        raise
+    os.close(fd)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        _unlink_quietly(tmp)
+        raise
+    fsync_dir(directory)
+
+
+def remove_stale_temporaries(directory: str) -> int:
+    """Delete ``.*.tmp.*`` files a killed writer left behind; return how many."""
+    removed = 0
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return 0
+    for name in names:
+        if name.startswith(".") and ".tmp." in name:
+            _unlink_quietly(os.path.join(directory, name))
+            removed += 1
+    return removed
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+class StateCache:
+    """The LS-skip state file (``path-state-cache``)."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def load(self) -> bytes | None:
+        """The saved blob, or None when there is none (or it cannot be read: logged)."""
+        try:
+            with open(self.path, "rb") as f:
+                data = f.read(MAX_STATE_SIZE + 1)
+        except FileNotFoundError:
+            return None
+        except OSError as e:
+            log.warning("cannot read state cache %s: %s; pulling from the LS", self.path, e)
+            return None
+        if len(data) > MAX_STATE_SIZE:
+            log.warning("state cache %s is larger than %d bytes; ignored", self.path, MAX_STATE_SIZE)
+            return None
+        if not data:
+            return None
+        return data
+
+    def save(self, data: bytes) -> bool:
+        """Write the blob atomically; errors are logged and reported as False (never raised)."""
+        try:
+            os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+            atomic_write(self.path, data, 0o600)
+        except OSError as e:
+            log.error("cannot save state cache %s: %s", self.path, e)
+            return False
+        log.debug("state cache saved to %s (%d bytes)", self.path, len(data))
+        return True
+
+    def discard(self) -> None:
+        _unlink_quietly(self.path)
+
+
+class PidFile:
+    """``path-pid`` / ``--pidfile``: decimal pid and a newline, removed at exit."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self._written = False
+
+    def write(self) -> None:
+        old = self._read_pid()
+        if old and old != os.getpid() and _pid_alive(old):
+            from ..errors import ConfigError
+            raise ConfigError(f"pid file {self.path} names running process {old}: "
+                              "another armsd uses it (give each instance its own path-pid)")
+        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        atomic_write(self.path, b"%d\n" % os.getpid(), 0o644)
+        self._written = True
+
+    def remove(self) -> None:
+        if self._written and self._read_pid() == os.getpid():
+            _unlink_quietly(self.path)
+        self._written = False
+
+    def _read_pid(self) -> int | None:
+        try:
+            with open(self.path, "rb") as f:
+                return int(f.read(32).strip() or b"0")
+        except (OSError, ValueError):
+            return None
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

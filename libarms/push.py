@@ -1,0 +1,1282 @@
+"""The push phase: method query and event loop (``arms_push_method_query`` / ``arms_event_loop``).
+
+Spec: W 1.5-1.6, 2.5, 3.4, 4, 5, 6; A 2.5-2.8. Entry points ``push_method_query(agent)`` and
+``event_loop(agent, port, fragment)`` take the :class:`~libarms.agent.Agent` (or a
+:class:`PushContext` directly) and return an :class:`~libarms.errors.Err` code.
+
+Execution model. The loop runs on asyncio in the calling thread: tunnels, the https-simple
+listener, echo and app-event timers never wait for the application. Application callbacks
+run one at a time on the agent's callback thread (:class:`CallbackRunner`) with a time limit;
+a callback that raises or overruns gives the protocol's error result, and the loop goes on
+(an overrunning callback's thread is abandoned and a fresh one takes over). Several
+operations can be in flight; md-command and configure are one at a time (302), as in 5.33.
+
+Loop-ending outcomes: ``Err.EREBOOT`` (reboot push, module sync, 503/5xx), ``Err.EPULL``
+(pull-config, 2xx/502/508, rollback failure, no working push method), ``Err.EDONTRETRY``
+(501). The loop never returns OK (like 5.33).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import queue
+import random
+import ssl
+import threading
+import time
+from typing import Any, Callable, Optional, Sequence
+
+from .callbacks import Callbacks, ConfigAction, ConfigKind, Frag, PingResult
+from .configstore import ConfigStore
+from .errors import AppExecError, ArmsError, Err, ModSyncRequired, ProtocolError
+from .protocol import push as P
+from .states import State
+from .transport import pushtls
+from .transport.simple import (SimpleRequestParser, build_form_a, build_form_b, build_sa_error,
+                               build_sa_response, exchange)
+from .transport.tunnel import ChunkKind, MessageAssembler, TunnelClosed, TunnelConnection
+
+try:  # heartbeat sender of the C core, once built
+    from .heartbeat import HeartbeatSender  # type: ignore
+except Exception:  # pragma: no cover - absent until the core lands
+    HeartbeatSender = None  # type: ignore
+
+log = logging.getLogger("libarms.push")
+
+# log codes (A 4.8)
+LOG_CONFIRM_START, LOG_CONFIRM_DONE, LOG_CONFIRM_FAILED = 70, 71, 72
+LOG_CONFIG_COMMIT, LOG_CONFIG_ROLLBACK = 73, 74
+LOG_TUNNEL_CONNECTED, LOG_TUNNEL_CLOSED, LOG_TUNNEL_RETRY, LOG_TUNNEL_READY = 60, 61, 62, 63
+LOG_HB_START, LOG_HB_STOP = 80, 81
+LOG_PUSH_SIMPLE, LOG_PUSH_TUNNEL = 90, 91
+LOG_EROLLBACK = 110
+LOG_ECALLBACK = 108
+LOG_ENETTIMEOUT = 107
+
+SIMPLE_MAX_TRANSACTIONS = 10
+
+
+@dataclasses.dataclass
+class PushContext:
+    """Everything the push phase needs from the pull, plus what the method query learns."""
+
+    distribution_id: str
+    rs_key: str
+    rs_ca_pem: Optional[bytes]
+    sa_cert_pem: Optional[bytes]
+    sa_key_pem: Optional[bytes]
+    pull_urls: Sequence[str]
+    callbacks: Callbacks
+    description: str = ""
+    rs_url: Optional[str] = None             # RS that answered the pull (first done target)
+    rs_retry_max: int = 0
+    rs_retry_interval: float = 0.0
+    modules: list = dataclasses.field(default_factory=list)   # list[P.ModuleInfo]
+    heartbeat_servers: Sequence[Any] = ()
+    heartbeat_interval: int = 0
+    https_proxy: Optional[str] = None
+    state_dir: Optional[str] = None
+    pull_index: int = 0
+    # learnt by the method query
+    methods: tuple = ()
+    tunnel_urls: tuple = ()
+    echo_interval: float = P.DEFAULT_ECHO_INTERVAL
+    sa_address: Optional[str] = None
+    # outcome for the next pull
+    trigger: str = ""
+    clear_rs_endpoint: bool = False
+    # tuning (defaults are the spec's; tests shorten them)
+    callback_timeout: float = 60.0
+    io_timeout: float = 30.0
+    confirm_timeout: float = 60.0
+    app_event_interval: float = 60.0
+    reconnect_base: Optional[float] = None   # backoff base; default rs_retry_interval or 1 s
+    reconnect_cap: float = 300.0
+    bind_attempts: int = 8
+    bind_retry_wait: float = 60.0
+    done_wait: float = 60.0
+    max_message: int = P.MAX_MESSAGE
+    listen_host: Optional[str] = None        # default: wildcard of the SA address family
+    _running: Any = dataclasses.field(default=None, repr=False, compare=False)
+    state: State = State.PULLDONE
+    set_state: Optional[Callable[[State], None]] = None
+
+    def change_state(self, new: State) -> None:
+        if self.set_state is not None:
+            self.set_state(new)
+            self.state = new
+            return
+        old, self.state = self.state, new
+        if old != new:
+            try:
+                self.callbacks.state(old, new)
+            except Exception:
+                log.exception("state callback raised")
+
+    def event(self, code: int, message: str) -> None:
+        log.info("%s (log %d) dist=%s", message, code, self.distribution_id)
+        try:
+            self.callbacks.log(code, message)
+        except Exception:
+            log.exception("log callback raised")
+
+    def client_ssl(self) -> ssl.SSLContext:
+        return pushtls.client_context(self.rs_ca_pem, self.sa_cert_pem, self.sa_key_pem)
+
+
+def context_of(agent: Any) -> PushContext:
+    """The agent's push context (an Agent exposes it as ``push_context()``)."""
+    if isinstance(agent, PushContext):
+        return agent
+    getter = getattr(agent, "push_context", None)
+    if getter is None:
+        raise TypeError("push needs a PushContext or an Agent with push_context()")
+    return getter()
+
+
+def stop_event_loop(agent: Any, result: Err = Err.EPULL) -> bool:
+    """Ask a running event loop (any thread) to end with ``result``; False if none runs."""
+    ctx = context_of(agent)
+    running = ctx._running
+    if not running:
+        return False
+    loop, el = running
+    try:
+        loop.call_soon_threadsafe(el.request_stop, result)
+    except RuntimeError:
+        return False
+    return True
+
+
+# -- callback runner ----------------------------------------------------------------------------
+
+class CallbackTimeout(Exception):
+    pass
+
+
+class CallbackRunner:
+    """Runs application callbacks one at a time on a worker thread, each with a time limit."""
+
+    def __init__(self, timeout: float):
+        self.timeout = timeout
+        self._q: queue.Queue = queue.Queue()
+        self._start()
+
+    def _start(self) -> None:
+        q: queue.Queue = queue.Queue()
+        threading.Thread(target=self._work, args=(q,), name="libarms-callbacks", daemon=True).start()
+        self._q = q
+
+    @staticmethod
+    def _work(q: queue.Queue) -> None:
+        while True:
+            item = q.get()
+            if item is None:
+                return
+            loop, fut, fn, args = item
+            try:
+                res, err = fn(*args), None
+            except BaseException as e:  # handed to the loop, never lost
+                res, err = None, e
+            try:
+                loop.call_soon_threadsafe(_settle, fut, res, err)
+            except RuntimeError:
+                return          # loop closed
+
+    async def call(self, fn: Callable, *args, timeout: Optional[float] = None):
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        self._q.put((loop, fut, fn, args))
+        try:
+            return await asyncio.wait_for(asyncio.shield(fut), timeout or self.timeout)
+        except asyncio.TimeoutError:
+            # the worker is stuck in this callback: move waiting work to a fresh thread
+            old = self._q
+            self._start()
+            while True:
+                try:
+                    item = old.get_nowait()
+                except queue.Empty:
+                    break
+                if item is not None:
+                    self._q.put(item)
+            old.put(None)
+            raise CallbackTimeout(f"callback {getattr(fn, '__name__', fn)} overran "
+                                  f"{timeout or self.timeout} s") from None
+
+    def close(self) -> None:
+        self._q.put(None)
+
+
+def _settle(fut: asyncio.Future, res, err) -> None:
+    if fut.done():
+        return
+    if err is not None:
+        fut.set_exception(err)
+    else:
+        fut.set_result(res)
+
+
+# -- the operations ----------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class Answer:
+    """What the device answers to one push request, and what follows."""
+
+    pieces: list
+    followup: Optional[Callable[[], Any]] = None     # async: returns DoneReport
+    end: Optional[Err] = None                        # loop ends after the answer is written
+    confirmed: bool = False                          # push-confirmation-done served
+    transaction: Optional["Transaction"] = None
+
+
+@dataclasses.dataclass
+class DoneReport:
+    method: str
+    transaction_id: int
+    result: int
+    body: list
+
+
+@dataclasses.dataclass
+class Transaction:
+    id: int
+    method: str
+    link: str
+
+
+_CALLBACK_OF = {"read-status": "get_status", "clear-status": "clear_status",
+                "read-storage": "read_config", "ping": "ping", "traceroute": "traceroute",
+                "md-command": "md_command"}
+
+
+class Dispatcher:
+    """Turns push requests into answers and done reports, through the callbacks."""
+
+    def __init__(self, ctx: PushContext, runner: CallbackRunner, loop_state: "LoopState"):
+        self.ctx = ctx
+        self.cb = ctx.callbacks
+        self.runner = runner
+        self.ls = loop_state
+        self.transactions: dict[int, Transaction] = {}
+        self.md_busy = False
+        self.configure_busy = False
+        self.store = ConfigStore(ctx.state_dir)
+        self._rng = random.SystemRandom()
+
+    def _new_tid(self) -> int:
+        while True:
+            t = self._rng.randrange(1, 2**31)
+            if t not in self.transactions:
+                return t
+
+    async def _call(self, name: str, *args):
+        return await self.runner.call(getattr(self.cb, name), *args)
+
+    async def handle(self, data: bytes, link: str) -> Answer:
+        req = P.parse_push_request(data, self.ctx.distribution_id, self.ctx.max_message)
+        if req.method is not None and P.is_async(req.method):
+            tid = self._new_tid()
+        else:
+            tid = 0
+        if not req.ok:
+            log.warning("push %s refused with %d: %s", req.method or "?", req.result, req.reason)
+            return Answer(P.build_error_response(req, tid))
+        m = req.method
+        log.info("push %s received on %s", m, link)
+        if m == "push-confirmation-done":
+            tid_echo = (req.transaction_id or 0) if link == "tunnel" else 0
+            return Answer(P.build_confirmation_done_response(tid_echo), confirmed=True)
+        if m == "md-command":
+            return await self._md_command(req.params)
+        if m == "dump-debug":
+            return await self._dump_debug()
+        if m == "read-module-list":
+            return Answer(P.build_read_module_list_response(self.ctx.modules))
+        if m == "check-transaction":
+            ids = [0] + sorted(self.transactions)
+            return Answer(P.build_check_transaction_response(ids))
+        if m == "pull-config":
+            self.ctx.trigger = "Pull requested by RS"
+            self.ctx.clear_rs_endpoint = req.params.ls
+            return Answer(P.build_sync_response(m, 100), end=Err.EPULL)
+        if m == "reboot":
+            self.ctx.trigger = "Reboot requested by RS"
+            return Answer(P.build_sync_response(m, 100), end=Err.EREBOOT)
+        # asynchronous methods
+        if m != "configure" and not self.cb.supports(_CALLBACK_OF[m]):
+            return Answer(P.build_start_response(m, tid, P.Rc.NOT_SUPPORT))
+        if link == "simple" and len(self.transactions) + 1 > SIMPLE_MAX_TRANSACTIONS:
+            return Answer(P.build_start_response(m, tid, P.Rc.TOO_MANY_TRANSACTION))
+        if m == "configure":
+            return await self._configure_start(tid, req.params, link)
+        tr = Transaction(tid, m, link)
+        self.transactions[tid] = tr
+        return Answer(P.build_start_response(m, tid, 100),
+                      followup=lambda: self._execute(tr, req.params), transaction=tr)
+
+    def finish(self, tr: Optional[Transaction]) -> None:
+        if tr is not None:
+            self.transactions.pop(tr.id, None)
+            if tr.method == "configure":
+                self.configure_busy = False
+                self.ls.configure_running = False
+
+    # sync methods
+
+    async def _md_command(self, params: P.MdCommandParams) -> Answer:
+        if not self.cb.supports("md_command"):
+            return Answer(P.build_md_command_response(P.Rc.NOT_SUPPORT))
+        if self.md_busy:
+            return Answer(P.build_md_command_response(P.Rc.SA_BUSY))
+        self.md_busy = True
+        try:
+            out = await self._call("md_command", params.module_id, params.command)
+            if not isinstance(out, (str, bytes)):
+                out = "" if out is None else str(out)
+            return Answer(P.build_md_command_response(100, params.module_id, out))
+        except AppExecError as e:
+            return Answer(P.build_md_command_response(P.Rc.COMMAND_EXECUTE_ERROR, params.module_id,
+                                                      e.output if e.output else str(e)))
+        except Exception as e:
+            self._callback_failed("md_command", e)
+            return Answer(P.build_md_command_response(P.Rc.SA_FAILURE))
+        finally:
+            self.md_busy = False
+
+    async def _dump_debug(self) -> Answer:
+        try:
+            out = await self._call("dump_debug")
+        except Exception as e:
+            self._callback_failed("dump_debug", e)
+            return Answer(P.build_dump_debug_response(P.Rc.SA_FAILURE))
+        if out is None:
+            out = self.ls.debug_text()
+        return Answer(P.build_dump_debug_response(100, out))
+
+    def _callback_failed(self, name: str, e: BaseException) -> None:
+        self.ctx.event(LOG_ECALLBACK, f"callback {name} failed: {type(e).__name__}: {e}")
+
+    # asynchronous methods
+
+    async def _execute(self, tr: Transaction, params) -> DoneReport:
+        m = tr.method
+        if m in ("read-status", "clear-status"):
+            name = "get_status" if m == "read-status" else "clear_status"
+            body: list = []
+            for r in params.requests:
+                try:
+                    out = await self._call(name, r.id, r.data)
+                    body += P.status_report_pieces(r.id, 100, out if out is not None else "")
+                except Exception as e:
+                    self._callback_failed(name, e)
+                    body += P.status_report_pieces(r.id, P.Rc.SA_FAILURE, "")
+            return DoneReport(m, tr.id, 100, body)
+        if m == "read-storage":
+            body = []
+            kind = ConfigKind(params.storage)
+            for mod in self.ctx.modules:
+                try:
+                    out = await self._call("read_config", mod.id, kind)
+                except Exception as e:
+                    self._callback_failed("read_config", e)
+                    out = ""
+                body += P.md_config_pieces(mod.id, out if out is not None else "")
+            return DoneReport(m, tr.id, 100, body)
+        if m == "ping":
+            try:
+                r = await self._call("ping", params.address, params.count, params.size)
+                return DoneReport(m, tr.id, 100, P.ping_done_pieces(int(r.success), int(r.failure)))
+            except Exception as e:
+                self._callback_failed("ping", e)
+                return DoneReport(m, tr.id, P.Rc.PUSH_FAILED, [])
+        if m == "traceroute":
+            try:
+                hops = await self._call("traceroute", params.address, params.count, params.max_hop)
+                pairs = [(int(h.hop), str(h.addr)) for h in hops]
+                return DoneReport(m, tr.id, 100, P.traceroute_done_pieces(pairs, params.max_hop))
+            except Exception as e:
+                self._callback_failed("traceroute", e)
+                return DoneReport(m, tr.id, P.Rc.PUSH_FAILED, [])
+        if m == "configure":
+            return await self._commit(tr)
+        raise AssertionError(m)
+
+    # configure (W 4.2, A 2.8)
+
+    async def _config(self, module_id: int, version: str, info: str, action: ConfigAction,
+                      data: bytes = b"", flags: Frag = Frag.FIRST | Frag.FINISHED) -> None:
+        await self._call("config", module_id, version, info, action, data, flags)
+
+    async def _configure_start(self, tid: int, params: P.ConfigureParams, link: str) -> Answer:
+        if self.configure_busy:
+            return Answer(P.build_start_response("configure", tid, P.Rc.SA_BUSY))
+        self.configure_busy = True
+        self.ls.configure_running = True
+        tr = Transaction(tid, "configure", link)
+        self.transactions[tid] = tr
+        result = 100
+        try:
+            new_ids = {m.id for m in params.modules}
+            for old in list(self.ctx.modules):
+                if old.id not in new_ids:
+                    try:
+                        await self._config(old.id, "", "", ConfigAction.REMOVE_MODULE, b"", Frag.CONTINUE)
+                    except Exception as e:
+                        self._callback_failed("config(REMOVE_MODULE)", e)
+                        result = P.Rc.COMMIT_FAILURE
+                        break
+            if result == 100:
+                self.ctx.modules = list(params.modules)
+                self.store.clear("candidate")
+                versions = {m.id: m for m in params.modules}
+                for cfg in params.configs:
+                    mod = versions[cfg.id]
+                    try:
+                        await self._store_fragments(mod, cfg.data)
+                    except Exception as e:
+                        self._callback_failed("config(PUSH_STORE_CONFIG)", e)
+                        result = P.Rc.VALIDATION_FAILURE
+                        break
+                    self.store.put("candidate", cfg.id, cfg.data)
+        except Exception:  # e.g. the store's disk failed
+            log.exception("configure start failed")
+            result = P.Rc.SA_FAILURE
+        if result != 100:
+            self.finish(tr)
+            return Answer(P.build_start_response("configure", tid, result))
+        return Answer(P.build_start_response("configure", tid, 100),
+                      followup=lambda: self._execute(tr, params), transaction=tr)
+
+    async def _store_fragments(self, mod: P.ModuleInfo, data: bytes) -> None:
+        frag = self.ls.fragment
+        if not frag or len(data) <= frag:
+            await self._config(mod.id, mod.version, mod.info, ConfigAction.PUSH_STORE_CONFIG,
+                               data, Frag.FIRST | Frag.FINISHED)
+            return
+        for i in range(0, len(data), frag):
+            flags = Frag.CONTINUE
+            if i == 0:
+                flags |= Frag.FIRST
+            if i + frag >= len(data):
+                flags |= Frag.FINISHED
+            await self._config(mod.id, mod.version, mod.info, ConfigAction.PUSH_STORE_CONFIG,
+                               data[i:i + frag], flags)
+
+    async def _commit(self, tr: Transaction) -> DoneReport:
+        self.ctx.event(LOG_CONFIG_COMMIT, "commit pushed configuration")
+        try:
+            await self._config(0, "", "", ConfigAction.PUSH_EXEC_STORED_CONFIG, b"", Frag.CONTINUE)
+            self.store.commit()
+            return DoneReport("configure", tr.id, 100, [])
+        except ModSyncRequired:
+            self.store.commit()
+            self.ls.modsync = True
+            return DoneReport("configure", tr.id, P.Rc.MODULE_SYNCING, [])
+        except Exception as e:
+            self._callback_failed("config(PUSH_EXEC_STORED_CONFIG)", e)
+            if await self.rollback():
+                return DoneReport("configure", tr.id, P.Rc.SA_ROLLBACKED, [])
+            raise ArmsError(Err.EPULL, "rollback failure")
+
+    async def rollback(self) -> bool:
+        """Revert to the backup config through the callbacks; False if that failed too."""
+        self.ctx.event(LOG_CONFIG_ROLLBACK, "rolling back pushed configuration")
+        try:
+            await self._config(0, "", "", ConfigAction.PUSH_REVERT_CONFIG, b"", Frag.CONTINUE)
+        except Exception as e:
+            self._callback_failed("config(PUSH_REVERT_CONFIG)", e)
+            self.ctx.trigger = "rollback failure"
+            self.ctx.event(LOG_EROLLBACK, "rollback failed")
+            return False
+        self.store.revert()
+        return True
+
+
+# -- loop state shared by the transports ------------------------------------------------------------
+
+class LoopState:
+    """One event-loop run: its end, confirmation, heartbeat and configure flags."""
+
+    def __init__(self, ctx: PushContext, fragment: int):
+        self.ctx = ctx
+        self.fragment = fragment
+        self.retry_inf = False
+        self.configure_running = False
+        self.modsync = False
+        self.hb = None
+        self.round_end: Optional[asyncio.Future] = None
+        self.tunnels_up: dict[int, bool] = {}
+        self.method = ""
+
+    def new_round(self) -> asyncio.Future:
+        self.round_end = asyncio.get_running_loop().create_future()
+        return self.round_end
+
+    def stop(self, result: Err) -> None:
+        if self.round_end is not None and not self.round_end.done():
+            self.round_end.set_result(result)
+
+    @property
+    def stopping(self) -> bool:
+        return self.round_end is None or self.round_end.done()
+
+    def confirmed(self) -> None:
+        first = self.ctx.state != State.PUSH_WAIT
+        self.ctx.change_state(State.PUSH_WAIT)
+        self.retry_inf = True
+        if first:
+            self.start_heartbeat()
+
+    def start_heartbeat(self) -> None:
+        if self.hb is not None or HeartbeatSender is None or not self.ctx.heartbeat_servers:
+            return
+        try:
+            cb = self.ctx.callbacks
+            self.hb = HeartbeatSender(self.ctx.distribution_id, self.ctx.heartbeat_servers,
+                                      self.ctx.heartbeat_interval, cb.hb_store_statistics)
+            self.hb.start()
+            self.ctx.event(LOG_HB_START, "heartbeat started")
+        except Exception:
+            log.exception("heartbeat could not start")
+            self.hb = None
+
+    def stop_heartbeat(self) -> None:
+        if self.hb is not None:
+            try:
+                self.hb.stop()
+            except Exception:
+                log.exception("heartbeat stop failed")
+            self.hb = None
+            self.ctx.event(LOG_HB_STOP, "heartbeat stopped")
+
+    def debug_text(self) -> str:
+        up = ",".join(str(i) for i, v in sorted(self.tunnels_up.items()) if v)
+        return (f"distribution-id {self.ctx.distribution_id}\nstate {self.ctx.state.name}\n"
+                f"method {self.method}\ntunnels-up {up or '-'}\n"
+                f"sa-address {self.ctx.sa_address or '-'}\n")
+
+
+def map_server_result(code: int) -> Optional[Err]:
+    """Loop-ending meaning of a server result code (W 3.4); None: not loop-ending."""
+    if 200 <= code < 300:
+        return Err.EPULL
+    if code == 501:
+        return Err.EDONTRETRY
+    if code in (502, 508):
+        return Err.EPULL
+    if code >= 500:
+        return Err.EREBOOT
+    return None
+
+
+def backoff(ctx: PushContext, attempt: int) -> float:
+    """Exponential backoff with full jitter for tunnel reconnects."""
+    base = ctx.reconnect_base if ctx.reconnect_base is not None else (ctx.rs_retry_interval or 1.0)
+    return random.uniform(0, min(ctx.reconnect_cap, base * (2 ** min(attempt, 16))))
+
+
+# -- method query (W 3.5.3, A 2.6) -----------------------------------------------------------------
+
+def push_method_query(agent: Any) -> Err:
+    """Ask the pull-side proxies which push methods to use. Returns Err.OK or an end code."""
+    ctx = context_of(agent)
+    return asyncio.run(_method_query(ctx))
+
+
+def _rotated(urls: Sequence[str], first: int) -> list[str]:
+    urls = list(urls)
+    if not urls:
+        return []
+    first = first % len(urls)
+    return urls[first:] + urls[:first]
+
+
+def retry_wait(base: float, result: int, n: int) -> float:
+    """W 6.3 retry waits."""
+    if 200 <= result < 300:
+        return base * 120
+    if 300 <= result < 400:
+        return base * n * n
+    return base
+
+
+async def _method_query(ctx: PushContext) -> Err:
+    ctx.methods, ctx.tunnel_urls, ctx.echo_interval = (), (), P.DEFAULT_ECHO_INTERVAL
+    urls = _rotated(ctx.pull_urls, ctx.pull_index)
+    if not urls:
+        ctx.trigger = "push server not found"
+        return Err.ESYSTEM
+    offered = [P.PUSH_METHOD_TUNNEL] if ctx.https_proxy else [P.PUSH_METHOD_SIMPLE, P.PUSH_METHOD_TUNNEL]
+    body = P.build_method_query_request(ctx.distribution_id, ctx.description, offered)
+    sslctx = ctx.client_ssl()
+    for n in range(ctx.rs_retry_max + 1):
+        if n:
+            await asyncio.sleep(retry_wait(ctx.rs_retry_interval, 0, n))
+        for url_s in urls:
+            try:
+                url = P.parse_url(url_s)
+                if url.scheme != "https":
+                    continue
+                ans, local = await _exchange(url, build_form_a(url, ctx.distribution_id, ctx.rs_key, body),
+                                             sslctx, ctx.io_timeout)
+                if ans.status >= 400:
+                    log.warning("method query to %s: HTTP %d", url_s, ans.status)
+                    continue
+                mq = P.parse_method_query_response(ans.body)
+            except P.TooManyEntries as e:
+                log.error("method query to %s: %s", url_s, e)
+                return Err.EREBOOT
+            except (ProtocolError, OSError, ssl.SSLError, asyncio.TimeoutError) as e:
+                log.warning("method query to %s failed: %s", url_s, e or type(e).__name__)
+                continue
+            code = mq.result_code
+            if 100 <= code < 200 or code == 507:
+                if code == 507:
+                    mq = P.MethodQueryAnswer(code)
+                ctx.methods, ctx.tunnel_urls, ctx.echo_interval = mq.methods, mq.tunnel_urls, mq.echo_interval
+                ctx.sa_address = local
+                log.info("push methods %s, %d tunnel URL(s), echo %s s, SA address %s",
+                         ",".join(mq.methods) or "-", len(mq.tunnel_urls), mq.echo_interval, local)
+                return Err.OK
+            end = map_server_result(code)
+            if end is not None:
+                return end
+    ctx.trigger = "retry is over"
+    return Err.EPULL
+
+
+async def _exchange(url: P.Url, request: bytes, sslctx: ssl.SSLContext, timeout: float):
+    """One request/answer; also returns the local address of the connection."""
+    from .transport.simple import ResponseReader, open_tls
+    reader, writer = await open_tls(url, sslctx, timeout)
+    local = writer.get_extra_info("sockname")[0]
+    try:
+        writer.write(request)
+        await asyncio.wait_for(writer.drain(), timeout)
+        rr = ResponseReader()
+
+        async def read_all():
+            while not rr.done:
+                data = await reader.read(65536)
+                if not data:
+                    break
+                rr.feed(data)
+        await asyncio.wait_for(read_all(), timeout)
+        return rr.answer(), local
+    finally:
+        writer.close()
+
+
+# -- the event loop (A 2.7) -----------------------------------------------------------------------
+
+def event_loop(agent: Any, port: int = 0, fragment: int = 0) -> Err:
+    """Run push wait until a loop-ending outcome; returns its Err code (never OK)."""
+    ctx = context_of(agent)
+    if not 0 <= port <= 65535:
+        raise ArmsError(Err.EINVAL, f"port {port} outside 0..65535")
+    return asyncio.run(EventLoop(ctx, port or 10443, fragment).run())
+
+
+class EventLoop:
+    def __init__(self, ctx: PushContext, port: int, fragment: int):
+        self.ctx = ctx
+        self.stopped: Optional[Err] = None
+        self.port = port
+        self.ls = LoopState(ctx, fragment)
+        self.runner = CallbackRunner(ctx.callback_timeout)
+        self.dispatcher = Dispatcher(ctx, self.runner, self.ls)
+
+    async def run(self) -> Err:
+        ctx = self.ctx
+        ctx._running = (asyncio.get_running_loop(), self)
+        try:
+            if not ctx.methods:
+                ctx.trigger = "no push method"
+                return self._end(Err.EPULL)
+            while True:
+                result: Err = Err.OK
+                for m in ctx.methods:
+                    while True:
+                        if m == P.PUSH_METHOD_SIMPLE:
+                            if ctx.https_proxy:
+                                result = Err.ETIMEOUT
+                                break
+                            self.ls.method = m
+                            ctx.event(LOG_PUSH_SIMPLE, "push method: https-simple")
+                            result = await self._round(SimpleRound(self))
+                        else:
+                            if not ctx.tunnel_urls:
+                                ctx.trigger = "tunnel URL not found"
+                                result = Err.ETIMEOUT
+                                break
+                            self.ls.method = m
+                            ctx.event(LOG_PUSH_TUNNEL, "push method: https-tunnel")
+                            result = await self._round(TunnelRound(self))
+                        if result in (Err.ETIMEOUT, Err.EPUSH) and self.ls.retry_inf \
+                                and not self.ls.configure_running:
+                            continue
+                        break
+                    if result != Err.ETIMEOUT:
+                        break
+                if result in (Err.ETIMEOUT, Err.OK):
+                    result = Err.EPULL
+                if result != Err.EPUSH:
+                    return self._end(result)
+        finally:
+            ctx._running = None
+            self.ls.stop_heartbeat()
+            self.runner.close()
+
+    def request_stop(self, result: Err) -> None:
+        """Thread-safe: end the loop with ``result`` (e.g. armsd on SIGTERM)."""
+        self.stopped = result
+        self.ls.stop(result)
+
+    def _end(self, result: Err) -> Err:
+        self.ctx.change_state(State.PUSH_REBOOT)
+        log.info("event loop ends with %s", result.name)
+        return result
+
+    async def _round(self, rnd) -> Err:
+        end = self.ls.new_round()
+        if self.stopped is not None:
+            return self.stopped
+        app = asyncio.create_task(self._app_events())
+        task = asyncio.create_task(rnd.run())
+        try:
+            done, _ = await asyncio.wait({end, task}, return_when=asyncio.FIRST_COMPLETED)
+            if task in done and task.exception() is not None and not end.done():
+                raise task.exception()  # type: ignore[misc]
+            if not end.done():
+                end.set_result(task.result())
+            return end.result()
+        finally:
+            app.cancel()
+            await rnd.shutdown()
+            task.cancel()
+            await asyncio.gather(task, app, return_exceptions=True)
+
+    async def _app_events(self) -> None:
+        cb = self.ctx.callbacks
+        if not cb.supports("app_event"):
+            return
+        while not self.ls.stopping:
+            await asyncio.sleep(self.ctx.app_event_interval)
+            try:
+                r = await self.runner.call(cb.app_event)
+            except Exception as e:
+                log.warning("app_event callback failed: %s", e)
+                continue
+            if r == Err.EPULL:
+                self.ls.stop(Err.EPULL)
+            elif r and not self.ls.configure_running:
+                self.ls.stop(Err.EPUSH)
+
+    # done-request delivery and the configure tail, shared by both transports
+
+    async def finish_transaction(self, answer: Answer, deliver: Callable) -> None:
+        """Run an asynchronous push after its start answer: execute, send the done request
+        through ``deliver(pieces) -> DoneAnswer|None`` and handle configure's rollback."""
+        tr = answer.transaction
+        try:
+            try:
+                report: DoneReport = await answer.followup()  # type: ignore[misc]
+            except ArmsError as e:       # rollback failure
+                self.ls.stop(Err(e.code))
+                return
+            if tr.method != "configure":
+                ans = await deliver(self._done_pieces(report))
+                if ans is not None:
+                    end = map_server_result(ans.result_code)
+                    if end is not None:
+                        self.ls.stop(end)
+                return
+            await self._configure_done(report, deliver)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("push %s failed", tr.method if tr else "?")
+        finally:
+            self.dispatcher.finish(tr)
+
+    def _done_pieces(self, r: DoneReport) -> list:
+        return P.build_done_request(r.method, self.ctx.distribution_id, self.ctx.description,
+                                    r.transaction_id, r.result, r.body)
+
+    async def _configure_done(self, report: DoneReport, deliver: Callable) -> None:
+        ctx = self.ctx
+        rolled_back = report.result == P.Rc.SA_ROLLBACKED
+        attempts = 0
+        while not self.ls.stopping:
+            ans = None
+            for n in range(ctx.rs_retry_max + 1):
+                if n:
+                    await asyncio.sleep(retry_wait(ctx.rs_retry_interval, report.result, n))
+                ans = await deliver(self._done_pieces(report))
+                if ans is not None:
+                    break
+            code = ans.result_code if ans is not None else None
+            if code is not None and 100 <= code < 200:
+                if report.result == P.Rc.MODULE_SYNCING:
+                    self.ls.stop(Err.EREBOOT)
+                else:
+                    self.ls.retry_inf = False
+                    self.ls.configure_running = False
+                    self.ls.stop(Err.EPUSH)       # re-confirm: the address may have changed
+                return
+            if code is not None and code >= 500:
+                self.ls.stop(map_server_result(code) or Err.EREBOOT)
+                return
+            # undeliverable, or 2xx/3xx/4xx
+            if not rolled_back:
+                if not await self.dispatcher.rollback():
+                    self.ls.stop(Err.EPULL)
+                    return
+                rolled_back = True
+                report = DoneReport(report.method, report.transaction_id, P.Rc.SA_ROLLBACKED, [])
+                continue
+            if code is None or 200 <= code < 300:
+                ctx.trigger = "rollback failure"
+                ctx.event(LOG_EROLLBACK, "rollback failure: server did not accept the 414 report")
+                self.ls.stop(Err.EPULL)
+                return
+            attempts += 1
+            if attempts > max(ctx.rs_retry_max, 1):
+                ctx.trigger = "rollback failure"
+                self.ls.stop(Err.EPULL)
+                return
+            await asyncio.sleep(retry_wait(ctx.rs_retry_interval, report.result, attempts))
+
+
+# -- https-tunnel (W 5) ---------------------------------------------------------------------------
+
+class TunnelRound:
+    def __init__(self, el: EventLoop):
+        self.el = el
+        self.ctx = el.ctx
+        self.ls = el.ls
+        self.workers: list[TunnelWorker] = []
+
+    async def run(self) -> Err:
+        ctx = self.ctx
+        sslctx = ctx.client_ssl()
+        fam = (6 if ":" in ctx.sa_address else 4) if ctx.sa_address else None
+        for i, u in enumerate(ctx.tunnel_urls):
+            try:
+                url = P.parse_url(u)
+            except ProtocolError as e:
+                log.warning("tunnel URL %r dropped: %s", u, e)
+                continue
+            if url.scheme != "https" or (fam is not None and url.family != fam):
+                log.warning("tunnel URL %r dropped (scheme or address family)", u)
+                continue
+            self.workers.append(TunnelWorker(self, i, url, sslctx))
+        if not self.workers:
+            ctx.trigger = "tunnel URL not found"
+            return Err.ETIMEOUT
+        await asyncio.gather(*(w.run() for w in self.workers), return_exceptions=True)
+        if not self.ls.stopping:
+            ctx.trigger = "retry is over"
+        return Err.ETIMEOUT
+
+    async def shutdown(self) -> None:
+        result = self.ls.round_end.result() if self.ls.round_end and self.ls.round_end.done() else None
+        graceful = result in (Err.EREBOOT, Err.EPULL, Err.EDONTRETRY)
+        await asyncio.gather(*(w.close(graceful) for w in self.workers), return_exceptions=True)
+
+
+class TunnelWorker:
+    """One tunnel: connect, confirm, serve, reconnect with backoff (never gives up once
+    confirmed, unless a configure is running)."""
+
+    def __init__(self, rnd: TunnelRound, index: int, url: P.Url, sslctx: ssl.SSLContext):
+        self.rnd = rnd
+        self.el = rnd.el
+        self.ctx = rnd.ctx
+        self.ls = rnd.ls
+        self.index = index
+        self.url = url
+        self.sslctx = sslctx
+        self.conn: Optional[TunnelConnection] = None
+        self.confirmed_once = False
+        self.pending_done: dict[int, asyncio.Future] = {}
+        self.tasks: set[asyncio.Task] = set()
+        self._inbox: asyncio.Queue = asyncio.Queue()
+        self._connected = asyncio.Event()
+
+    async def run(self) -> None:
+        ctx = self.ctx
+        failures = 0
+        while not self.ls.stopping:
+            try:
+                self.conn = await TunnelConnection.open(self.url, self.sslctx, ctx.distribution_id,
+                                                        ctx.rs_key, ctx.io_timeout)
+                ctx.event(LOG_TUNNEL_CONNECTED, f"tunnel[{self.index}] connected to {self.url.netloc}")
+                self._connected.set()
+                if await self._confirm():
+                    failures = 0
+                    await self._serve()
+            except TunnelClosed as e:
+                log.warning("tunnel[%d] %s: %s", self.index, self.url.netloc, e)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("tunnel[%d] failed", self.index)
+            finally:
+                self._connected.clear()
+                self.ls.tunnels_up[self.index] = False
+                if self.conn is not None and not self.conn.closed and not self.ls.stopping:
+                    self.conn.abort()
+                for f in self.pending_done.values():
+                    if not f.done():
+                        f.set_result(None)
+                self.pending_done.clear()
+            if self.ls.stopping:
+                return
+            failures += 1
+            unlimited = (self.ls.retry_inf or self.confirmed_once) and not self.ls.configure_running
+            if not unlimited and failures > ctx.rs_retry_max:
+                log.warning("tunnel[%d] gives up after %d attempts", self.index, failures)
+                return
+            delay = backoff(ctx, failures - 1)
+            ctx.event(LOG_TUNNEL_RETRY, f"tunnel[{self.index}] reconnects in {delay:.2f} s")
+            await asyncio.sleep(delay)
+
+    async def _confirm(self) -> bool:
+        """push-confirmation on this tunnel (W 5.3)."""
+        ctx, conn = self.ctx, self.conn
+        assert conn is not None
+        if ctx.state != State.PUSH_WAIT:
+            ctx.change_state(State.PUSH_SENDREADY)
+        ctx.event(LOG_CONFIRM_START, f"tunnel[{self.index}] push confirmation start")
+        await conn.send([P.build_confirmation_start_request(ctx.distribution_id, ctx.description,
+                                                             P.PUSH_METHOD_TUNNEL)], ctx.io_timeout)
+        asm = MessageAssembler(ctx.max_message)
+        step = "start"
+        deadline = time.monotonic() + ctx.confirm_timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TunnelClosed(f"confirmation step {step!r} timed out")
+            try:
+                chunks = await asyncio.wait_for(conn.read_chunks(), left)
+            except asyncio.TimeoutError:
+                raise TunnelClosed(f"confirmation step {step!r} timed out") from None
+            for c in chunks:
+                if c.kind is not ChunkKind.DATA:
+                    continue
+                msg = asm.feed(c)
+                if msg is None:
+                    continue
+                if step == "start":
+                    try:
+                        a = P.parse_confirmation_start_response(msg)
+                    except ProtocolError as e:
+                        raise TunnelClosed(f"bad confirmation answer: {e}") from None
+                    end = map_server_result(a.result_code)
+                    if a.result_code == 507:
+                        self.ls.stop(Err.EPULL)
+                        return False
+                    if end is not None:
+                        self.ls.stop(end)
+                        return False
+                    if not 100 <= a.result_code < 200 or a.transaction_id is None:
+                        raise TunnelClosed(f"confirmation refused ({a.result_code})")
+                    step = "done"
+                    deadline = time.monotonic() + ctx.confirm_timeout
+                    continue
+                ans = await self.el.dispatcher.handle(msg, "tunnel")
+                await conn.send(ans.pieces, ctx.io_timeout)
+                if ans.confirmed:
+                    self.confirmed_once = True
+                    self.ls.tunnels_up[self.index] = True
+                    ctx.event(LOG_CONFIRM_DONE, f"tunnel[{self.index}] push confirmation done")
+                    ctx.event(LOG_TUNNEL_READY, f"tunnel[{self.index}] ready to push")
+                    self.ls.confirmed()
+                    return True
+                raise TunnelClosed("server sent something else than push-confirmation-done")
+
+    async def _serve(self) -> None:
+        """Push wait on this tunnel: route messages, answer pushes, keep the echo going."""
+        conn = self.conn
+        assert conn is not None
+        asm = MessageAssembler(self.ctx.max_message)
+        echo = _Echo()
+        echo_task = asyncio.create_task(self._echo_loop(conn, echo))
+        try:
+            while True:
+                rd = asyncio.ensure_future(conn.read_chunks())
+                done, _ = await asyncio.wait({rd, echo_task}, return_when=asyncio.FIRST_COMPLETED)
+                if echo_task in done:
+                    rd.cancel()
+                    await asyncio.gather(rd, return_exceptions=True)
+                    exc = echo_task.exception()
+                    raise exc if exc else TunnelClosed("echo stopped")
+                for c in rd.result():
+                    if c.kind is ChunkKind.ECHO_RESPONSE:
+                        echo.outstanding = False
+                        continue
+                    if c.kind is not ChunkKind.DATA:
+                        continue
+                    try:
+                        msg = asm.feed(c)
+                    except ProtocolError as e:
+                        raise TunnelClosed(str(e)) from None
+                    if msg is not None:
+                        self._route(msg)
+        finally:
+            echo_task.cancel()
+            await asyncio.gather(echo_task, return_exceptions=True)
+
+    async def _echo_loop(self, conn: TunnelConnection, echo: "_Echo") -> None:
+        interval = max(float(self.ctx.echo_interval), 0.05)
+        while True:
+            await asyncio.sleep(interval)
+            if echo.outstanding:
+                raise TunnelClosed("echo-request not answered within the echo interval")
+            await conn.send_echo()
+            echo.outstanding = True
+
+    def _route(self, msg: bytes) -> None:
+        """A done answer goes to its transaction (W 5.4 rule 2); anything else is a push."""
+        tid = P.transaction_id_of(msg) if b"<arms-response" in msg[:64] else None
+        if tid is not None and tid in self.pending_done:
+            fut = self.pending_done.pop(tid)
+            if not fut.done():
+                fut.set_result(msg)
+            return
+        t = asyncio.create_task(self._push(msg))
+        self.tasks.add(t)
+        t.add_done_callback(self.tasks.discard)
+
+    async def _push(self, msg: bytes) -> None:
+        ctx = self.ctx
+        ans = await self.el.dispatcher.handle(msg, "tunnel")
+        conn = self.conn
+        try:
+            if conn is None:
+                raise TunnelClosed("no connection")
+            await conn.send(ans.pieces, ctx.io_timeout)
+        except TunnelClosed as e:
+            log.warning("tunnel[%d] answer lost: %s", self.index, e)
+            self.el.dispatcher.finish(ans.transaction)
+            return
+        if ans.confirmed:
+            self.ls.confirmed()
+            return
+        if ans.end is not None:
+            self.ls.stop(ans.end)
+            return
+        if ans.followup is not None:
+            await self.el.finish_transaction(ans, lambda pieces: self._deliver(ans.transaction, pieces))
+
+    async def _deliver(self, tr: Transaction, pieces: list) -> Optional[P.DoneAnswer]:
+        """Send a done request on this tunnel (waiting for a live connection) and wait for the
+        matching done answer."""
+        ctx = self.ctx
+        try:
+            await asyncio.wait_for(self._connected.wait(), ctx.done_wait)
+        except asyncio.TimeoutError:
+            return None
+        conn = self.conn
+        fut = asyncio.get_running_loop().create_future()
+        self.pending_done[tr.id] = fut
+        try:
+            await conn.send(pieces, ctx.io_timeout)  # type: ignore[union-attr]
+            raw = await asyncio.wait_for(fut, ctx.done_wait)
+        except (TunnelClosed, asyncio.TimeoutError):
+            return None
+        finally:
+            self.pending_done.pop(tr.id, None)
+        if raw is None:
+            return None
+        try:
+            return P.parse_done_response(raw, tr.method)
+        except ProtocolError as e:
+            log.warning("tunnel[%d] unparsable done answer: %s", self.index, e)
+            if conn is not None:
+                conn.abort()      # W 5.4: an unparsable done answer rebuilds the tunnel
+            return None
+
+    async def close(self, graceful: bool) -> None:
+        for t in list(self.tasks):
+            t.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        if self.conn is not None and not self.conn.closed:
+            if graceful:
+                await self.conn.close()
+            else:
+                self.conn.abort()
+
+
+class _Echo:
+    outstanding = False
+
+
+# -- https-simple (W 2.5, A 2.7 SIMPLE_ROUND) ------------------------------------------------------
+
+class SimpleRound:
+    def __init__(self, el: EventLoop):
+        self.el = el
+        self.ctx = el.ctx
+        self.ls = el.ls
+        self.server: Optional[asyncio.base_events.Server] = None
+        self.confirmed = asyncio.Event()
+        self.tasks: set[asyncio.Task] = set()
+        self.last_result_url: Optional[str] = None
+
+    async def run(self) -> Err:
+        ctx = self.ctx
+        urls = _rotated(ctx.pull_urls, ctx.pull_index)
+        if not urls:
+            ctx.trigger = "RS not found"
+            return Err.ETIMEOUT
+        if not (ctx.sa_cert_pem and ctx.sa_key_pem):
+            log.error("https-simple needs the SA certificate and key from the RS")
+            return Err.ETIMEOUT
+        sslctx = pushtls.server_context(ctx.sa_cert_pem, ctx.sa_key_pem, ctx.rs_ca_pem)
+        v6 = bool(ctx.sa_address and ":" in ctx.sa_address)
+        host = ctx.listen_host or ("::" if v6 else "0.0.0.0")
+        for attempt in range(ctx.bind_attempts):
+            try:
+                self.server = await asyncio.start_server(self._client, host, self.el.port, ssl=sslctx,
+                                                         reuse_address=True, backlog=5,
+                                                         ssl_handshake_timeout=ctx.io_timeout)
+                break
+            except OSError as e:
+                log.warning("https-simple listener on port %d: %s", self.el.port, e)
+                if attempt + 1 < ctx.bind_attempts:
+                    await asyncio.sleep(ctx.bind_retry_wait)
+        if self.server is None:
+            return Err.EPULL
+        addr = ctx.sa_address or "127.0.0.1"
+        endpoint = f"https://[{addr}]:{self.el.port}/" if ":" in addr else f"https://{addr}:{self.el.port}/"
+        if ctx.state != State.PUSH_WAIT:
+            ctx.change_state(State.PUSH_SENDREADY)
+        ctx.event(LOG_CONFIRM_START, f"push confirmation start, endpoint {endpoint}")
+        body = P.build_confirmation_start_request(ctx.distribution_id, ctx.description,
+                                                  P.PUSH_METHOD_SIMPLE, endpoint)
+        client = ctx.client_ssl()
+        for u in urls:
+            t = asyncio.create_task(self._confirm_start(u, body, client))
+            self.tasks.add(t)
+            t.add_done_callback(self.tasks.discard)
+        try:
+            await asyncio.wait_for(self.confirmed.wait(), ctx.confirm_timeout)
+        except asyncio.TimeoutError:
+            ctx.event(LOG_ENETTIMEOUT, "confirmation timeout")
+            return Err.ETIMEOUT
+        await asyncio.Event().wait()          # serve until the round is stopped
+        return Err.ETIMEOUT
+
+    async def _confirm_start(self, url_s: str, body: bytes, client: ssl.SSLContext) -> None:
+        ctx = self.ctx
+        try:
+            url = P.parse_url(url_s)
+            if url.scheme != "https":
+                return
+            ans = await exchange(url, build_form_b(url, ctx.distribution_id, ctx.rs_key, [body]),
+                                 client, ctx.io_timeout)
+            if ans.status >= 400:
+                log.warning("confirmation start to %s: HTTP %d", url_s, ans.status)
+                return
+            a = P.parse_confirmation_start_response(ans.body)
+        except (ProtocolError, OSError, ssl.SSLError, asyncio.TimeoutError) as e:
+            log.warning("confirmation start to %s failed: %s", url_s, e or type(e).__name__)
+            return
+        if a.result_code == 507:
+            self.ls.stop(Err.EPULL)
+            return
+        end = map_server_result(a.result_code)
+        if end is not None:
+            ctx.change_state(State.BOOT_FAIL)
+            self.ls.stop(end)
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        t = asyncio.current_task()
+        if t is not None:
+            self.tasks.add(t)
+        ctx = self.ctx
+        answer: Optional[Answer] = None
+        try:
+            parser = SimpleRequestParser(ctx.distribution_id, ctx.rs_key, ctx.max_message)
+
+            async def read_request():
+                while parser.result is None:
+                    data = await reader.read(65536)
+                    if not data:
+                        return parser.feed_eof()
+                    parser.feed(data)
+                return parser.result
+            req = await asyncio.wait_for(read_request(), ctx.io_timeout)
+            if req.status in (400, 401):
+                log.warning("https-simple request refused with HTTP %d: %s", req.status, req.reason)
+                writer.write(build_sa_error(req.status, req.chunked))
+            elif req.status == 202:
+                writer.write(build_sa_response(P.build_generic_error(P.Rc.INVALID_MESSAGE_TYPE)))
+            else:
+                answer = await self.el.dispatcher.handle(req.body, "simple")
+                writer.write(build_sa_response(answer.pieces))
+            await asyncio.wait_for(writer.drain(), ctx.io_timeout)
+            if answer is not None and answer.confirmed:   # done once handed to TLS (W App. A)
+                self.confirmed.set()
+                self.ls.confirmed()
+        except (OSError, ssl.SSLError, asyncio.TimeoutError, ConnectionError) as e:
+            log.warning("https-simple connection failed: %s", e or type(e).__name__)
+            if answer is not None:
+                self.el.dispatcher.finish(answer.transaction)
+                answer = None
+        finally:
+            writer.close()
+            try:
+                await asyncio.wait_for(writer.wait_closed(), 2)
+            except (OSError, ssl.SSLError, asyncio.TimeoutError, ConnectionError):
+                pass
+        if answer is None or answer.confirmed:
+            return
+        if answer.end is not None:
+            self.ls.stop(answer.end)
+        elif answer.followup is not None:
+            result_url = self._result_url(req.body)
+            await self.el.finish_transaction(
+                answer, lambda pieces: self._deliver(result_url, answer.transaction, pieces))
+
+    def _result_url(self, body: bytes) -> str:
+        try:
+            url = P.parse_message(body).result_url
+        except ProtocolError:
+            url = None
+        if url:
+            self.last_result_url = url
+        return url or self.last_result_url or self.ctx.rs_url or _rotated(self.ctx.pull_urls, self.ctx.pull_index)[0]
+
+    async def _deliver(self, url_s: str, tr: Transaction, pieces: list) -> Optional[P.DoneAnswer]:
+        ctx = self.ctx
+        try:
+            url = P.parse_url(url_s)
+            if url.scheme != "https":
+                return None
+            ans = await exchange(url, build_form_b(url, ctx.distribution_id, ctx.rs_key, pieces),
+                                 ctx.client_ssl(), ctx.io_timeout)
+            if ans.status >= 400:
+                return None
+            return P.parse_done_response(ans.body, tr.method)
+        except (ProtocolError, OSError, ssl.SSLError, asyncio.TimeoutError) as e:
+            log.warning("%s-done to %s failed: %s", tr.method, url_s, e or type(e).__name__)
+            return None
+
+    async def shutdown(self) -> None:
+        if self.server is not None:
+            self.server.close()
+        for t in list(self.tasks):
+            if t is not asyncio.current_task():
+                t.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        if self.server is not None:
+            try:
+                await asyncio.wait_for(self.server.wait_closed(), 2)
+            except asyncio.TimeoutError:
+                pass

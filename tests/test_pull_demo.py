@@ -1,0 +1,14 @@
+"""The demo (scripts/demo.sh runs it) provisions a device and exits 0 with --once."""
+
+import subprocess
+import sys
+
+
+def test_demo_once_runs_the_two_stage_pull_and_exits_zero():
+    r = subprocess.run([sys.executable, "-m", "libarms.demo", "--once"], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    states = [l.split("state  ")[1] for l in r.stdout.splitlines() if "] state  " in l]
+    assert states == ["INITIAL(0) -> LSPULL(1)", "LSPULL(1) -> RSPULL(2)", "RSPULL(2) -> PULLDONE(3)"]
+    assert "line   connect    PPPOE" in r.stdout and "line   connect    DHCP" in r.stdout
+    assert "pull done" in r.stdout

@@ -1,0 +1,134 @@
+"""Push over the https-tunnel: real TLS on loopback, the real event loop, the test proxy."""
+
+from __future__ import annotations
+
+import pytest
+
+from libarms.callbacks import ConfigAction, ConfigKind
+from libarms.errors import Err
+from libarms.protocol import push as P
+from libarms.states import State
+from tests.conftest_push import DIST, RecordingCallbacks, make_device, make_proxy, pki, wait_for  # noqa: F401
+
+
+@pytest.fixture
+def tunnel(make_proxy, make_device):
+    proxy = make_proxy(methods=("https-tunnel",), echo_interval=2)
+    dev = make_device(proxy).start()
+    proxy.wait_reachable()
+    return proxy, dev
+
+
+def test_tunnel_confirms_and_device_reaches_push_wait(tunnel):
+    proxy, dev = tunnel
+    assert dev.ctx.methods == ("https-tunnel",)
+    assert dev.ctx.tunnel_urls == (proxy.proxy.tunnel_url,)
+    assert dev.ctx.echo_interval == 2
+    wait_for(lambda: (State.PUSH_SENDREADY, State.PUSH_WAIT) in dev.cb.states, what="PUSH_WAIT")
+
+
+def test_md_command_round_trip_over_tunnel(tunnel):
+    proxy, dev = tunnel
+    out = proxy.push("md-command", P.md_command_body(1, "show status"))
+    assert out.via == "tunnel"
+    assert out.result_code == 100
+    assert out.response.modules == (P.ModuleResult(1, 100, b"ran show status on 1"),)
+
+
+def test_md_command_errors_map_to_102_and_402_and_agent_keeps_serving(tunnel):
+    proxy, _ = tunnel
+    out = proxy.push("md-command", P.md_command_body(1, "fail"))
+    assert out.result_code == 102 and out.response.modules[0].data == b"exit status 1"
+    out = proxy.push("md-command", P.md_command_body(1, "crash"))
+    assert out.result_code == 402 and out.response.modules == ()
+    out = proxy.push("md-command", P.md_command_body(2, "bin"))
+    assert out.response.modules == (P.ModuleResult(2, 100, bytes(range(256)), True),)
+
+
+def test_async_methods_round_trip_with_done_requests(tunnel):
+    proxy, dev = tunnel
+    out = proxy.push("read-status", P.status_body([(1, "interface lan0"), (7, b"\x00bin")]))
+    assert out.done is not None and out.done.transaction_id == out.response.transaction_id
+    assert [(m.id, m.result, m.data) for m in out.done.modules] == [
+        (1, 100, b"status of 1: interface lan0"), (7, 100, b"status of 7: \x00bin".replace(b"\x00", b"?"))]
+    out = proxy.push("clear-status", P.status_body([(3, "")]))
+    assert out.done.modules == (P.ModuleResult(3, 100, b"counters cleared"),)
+    out = proxy.push("ping", P.ping_body("192.0.2.1", 4, 64))
+    assert (out.result_code, out.done.success, out.done.failure) == (100, 4, 0)
+    out = proxy.push("traceroute", P.traceroute_body("198.51.100.1", 3, 30))
+    assert out.done.hops == ((1, "192.0.2.254"), (2, "198.51.100.1"))
+    out = proxy.push("read-storage", P.read_storage_body("backup"))
+    assert out.done.modules == (P.ModuleResult(1, 100, b"config 1 backup"),)
+    assert ("read_config", 1, ConfigKind.BACKUP) in dev.cb.calls
+
+
+def test_sync_methods_answer_from_agent_data(tunnel):
+    proxy, _ = tunnel
+    out = proxy.push("read-module-list")
+    assert out.response.module_list == (P.ModuleInfo(1, "1.0", "mod1"),)
+    out = proxy.push("check-transaction")
+    assert out.response.transaction_ids[0] == 0
+    out = proxy.push("dump-debug")
+    assert out.response.modules[0].data == b"debug: all fine"
+
+
+def test_malformed_push_gets_error_result_and_agent_stays_alive(tunnel):
+    proxy, _ = tunnel
+    out = proxy.push("md-command", b'<md-command id="1">a</md-command><md-command id="2">b</md-command>')
+    assert out.result_code == 422
+    out = proxy.push("ping", b"<count>3</count>")
+    assert out.result_code == 203 and out.response.transaction_id
+    out = proxy.push("md-command", P.md_command_body(1, "still alive"))
+    assert out.result_code == 100
+
+
+def test_configure_stores_commits_and_reconfirms(tunnel):
+    proxy, dev = tunnel
+    before = proxy.confirmations()
+    body = P.configure_body([P.ModuleInfo(1, "1.1", "mod1"), P.ModuleInfo(2, "2.0", "mod2")],
+                            [(1, "hostname gw1"), (2, b"\x01\x02")])
+    out = proxy.push("configure", body)
+    assert out.result_code == 100 and out.done.result_code == 100
+    calls = [c for c in dev.cb.calls if c[0] == "config"]
+    assert calls[:3] == [("config", 1, ConfigAction.PUSH_STORE_CONFIG, b"hostname gw1", 3),
+                         ("config", 2, ConfigAction.PUSH_STORE_CONFIG, b"\x01\x02", 3),
+                         ("config", 0, ConfigAction.PUSH_EXEC_STORED_CONFIG, b"", 0)]
+    proxy.wait_reachable()
+    # a successful configure re-runs the confirmation
+    import time
+    deadline = time.monotonic() + 10
+    while proxy.confirmations() <= before and time.monotonic() < deadline:
+        proxy.wait_reachable(1)
+        time.sleep(0.05)
+    assert proxy.confirmations() > before
+    out = proxy.push("read-module-list")
+    assert [m.id for m in out.response.module_list] == [1, 2]
+
+
+def test_failed_commit_rolls_back_and_reports_414(make_proxy, make_device):
+    proxy = make_proxy(methods=("https-tunnel",))
+    cb = RecordingCallbacks()
+    cb.exec_fails = True
+    make_device(proxy, cb).start()
+    proxy.wait_reachable()
+    out = proxy.push("configure", P.configure_body([P.ModuleInfo(1, "9")], [(1, "bad")]))
+    assert out.done.result_code == 414
+    actions = [c[2] for c in cb.calls if c[0] == "config"]
+    assert actions[-2:] == [ConfigAction.PUSH_EXEC_STORED_CONFIG, ConfigAction.PUSH_REVERT_CONFIG]
+    assert proxy.push("md-command", P.md_command_body(1, "x")).result_code == 100
+
+
+def test_reboot_ends_loop_with_ereboot_and_closes_tunnel(tunnel):
+    proxy, dev = tunnel
+    out = proxy.push("reboot")
+    assert out.result_code == 100
+    assert dev.wait() == Err.EREBOOT
+    assert dev.ctx.trigger == "Reboot requested by RS"
+    assert dev.cb.states[-1][1] == State.PUSH_REBOOT
+
+
+def test_pull_config_ls_ends_loop_with_epull(tunnel):
+    proxy, dev = tunnel
+    proxy.push("pull-config", P.pull_config_body("LS"))
+    assert dev.wait() == Err.EPULL
+    assert dev.ctx.clear_rs_endpoint is True
