@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest_cross import REPO, ForeignPython, foreign  # noqa: F401  (fixture)
+from conftest_cross import REPO, ForeignPython, LoopThread, foreign  # noqa: F401  (fixture)
 
 pytestmark = [pytest.mark.cross, pytest.mark.slow]
 
@@ -132,3 +132,79 @@ def test_cross_agent_two_stage_pull_on_the_foreign_cpu_is_served_by_the_host(
             assert dev.proc.wait(timeout=30) == 0
         finally:
             dev.stop()
+
+
+def test_cross_agent_on_the_foreign_cpu_provisions_confirms_over_the_tunnel_runs_pushes_and_heartbeats(
+        foreign: ForeignPython, tmp_path):
+    """The whole agent on the foreign CPU against the host: two-stage pull from the test server,
+    push confirmation over the https-tunnel of the push proxy, one md-command and one configure
+    with their results, and heartbeats verified by the test server's receiver."""
+    needs("libarms/agent.py", "libarms/push.py", "libarms/testserver/server.py",
+          "libarms/testserver/proxy.py", "libarms/testserver/heartbeat.py", "csrc/build_core.py")
+    from libarms import Agent
+    if not hasattr(Agent, "push_context"):
+        pytest.skip("not merged yet: Agent.push_context() (the pull -> push hand-over)")
+    from libarms.protocol import push as P
+    from libarms.testserver.heartbeat import HeartbeatReceiver
+    from libarms.testserver.proxy import PushProxy
+    from libarms.testserver.server import TestServer
+
+    did = DISTRIBUTION_ID[foreign.arch]
+    with TestServer(str(tmp_path / "server")) as srv:
+        rx = HeartbeatReceiver()
+        srv.add_component(rx)
+        lt = LoopThread()
+        proxy = PushProxy(srv.ssl_context(), lambda d: srv.db.location(d)["rs_key"],
+                          methods=("https-tunnel",), echo_interval=30)
+        lt.call(proxy.start())
+        srv.add_device(did, "ls-sa-key-x", service={
+            "modules": [{"id": 1, "version": "1.0", "info": "mod1", "config": "boot config\n"}],
+            "heartbeat": [{"host": "127.0.0.1", "port": rx.port, "passphrase": HB_PASSPHRASE,
+                           "interval": 1}],
+            "rs_pull_urls": [proxy.url]})
+        dev = foreign.spawn({
+            "distribution_id": did, "ls_sa_key": "ls-sa-key-x", "ca_pem": srv.ca_path,
+            "initial_config": srv.initial_config(), "push": True, "pull_timeout": 120,
+            "cpu_usage": 37,
+            "agent_options": {"ls_retry_interval_factor": 0.1, "line_poll_interval": 0.05}},
+            cwd=tmp_path)
+        try:
+            start = dev.wait_event(lambda e: e["event"] == "start", 60, "start")
+            assert start["machine"] == MACHINE[foreign.arch] and start["core"] is True
+            # Two-stage pull, seen by the server.
+            dev.state("PULLDONE", 90)
+            assert [r["result_code"] for r in srv.wait_for_request(did, "rs-solicitation")] == [100]
+            assert [r["result_code"] for r in
+                    srv.wait_for_request(did, "config-solicitation")] == [100]
+            # Push confirmation over the tunnel: the proxy sees the device reachable through it.
+            lt.call(proxy.wait_reachable(did, 90), 100)
+            device = proxy.device(did)
+            assert device.confirmations >= 1
+            assert any(t.confirmed and not t.closed for t in device.tunnels)
+            dev.state("PUSH_WAIT", 30)
+            # One md-command: the answer names the foreign CPU it ran on.
+            out = lt.call(proxy.push(did, "md-command", P.md_command_body(1, "show version"),
+                                     timeout=60), 70)
+            assert out.via == "tunnel" and out.result_code == 100
+            assert out.response.modules == (
+                P.ModuleResult(1, 100, f"{MACHINE[foreign.arch]} ran: show version".encode()),)
+            # One configure, with its result (asynchronous: start 100, then done 100).
+            body = P.configure_body([P.ModuleInfo(1, "1.1", "mod1")], [(1, "hostname cross")])
+            out = lt.call(proxy.push(did, "configure", body, timeout=60), 70)
+            assert out.via == "tunnel" and out.result_code == 100
+            assert out.done is not None and out.done.result_code == 100
+            stored = dev.wait_event(lambda e: e["event"] == "config" and e["action"] == 2, 10,
+                                    "PUSH_STORE_CONFIG")
+            assert stored["data"] == "hostname cross"
+            # Heartbeats, verified (HMAC with the RS-given passphrase) by the server's receiver.
+            assert rx.wait_for(did, count=2, timeout=60), rx.counters
+            assert rx.latest_metrics(did)["cpu_usage/0"]["utilization"] == 37
+            assert rx.counters["bad_digest"] == 0
+        finally:
+            dev.stop()
+            print("device events:", *dev.events, sep="\n  ")       # shown when the test fails
+            print("device stderr:", dev.stderr[-6000:])
+            try:
+                lt.call(proxy.stop(), 10)
+            finally:
+                lt.close()
