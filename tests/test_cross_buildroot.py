@@ -292,16 +292,25 @@ def test_buildroot_python_package_removes_only_modules_that_exist():
         assert name in scripts, f"removes /usr/bin/{name}, which setup.py does not install"
 
 
-def test_buildroot_armsd_default_config_uses_only_documented_keys():
+def test_buildroot_armsd_default_config_is_read_by_armsd_and_every_example_line_is_valid(
+        tmp_path):
+    from libarms.daemon.config import load_config, parse_config
+    from libarms.errors import ConfigError
     conf = (TREE / "package" / "python-libarms" / "armsd.conf").read_text()
-    spec = Path("/work/shared/spec/arms-agent.md")
-    keys = re.findall(r"^#?([a-z][a-z0-9-]+):", conf, re.M)
-    assert "distribution-id" in keys and "ls-sa-key" in keys
-    if spec.exists():
-        documented = set(re.findall(r"`([a-z][a-z0-9-]+)`", spec.read_text()))
-        documented |= {f"hb-traffic-if{i}" for i in range(4)}
-        for key in keys:
-            assert key in documented, f"armsd.conf key {key} is not an armsd key"
+    cfg = parse_config(conf, source="armsd.conf")
+    assert cfg.warnings == ()
+    assert not cfg.distribution_id  # the device's own id: the integrator sets it
+    assert cfg.path_state_cache == "/var/lib/armsd/state"
+    (tmp_path / "armsd.conf").write_text(conf)
+    with pytest.raises(ConfigError, match="distribution-id"):
+        load_config(str(tmp_path / "armsd.conf"))   # as S80armsd's check: no id, no start
+    # Every commented example ("#key: value") is a valid line for armsd.
+    examples = re.sub(r"^#([a-z][a-z0-9-]+:)", r"\1", conf, flags=re.M)
+    assert examples != conf
+    cfg = parse_config(examples, source="armsd.conf (examples)")
+    assert cfg.warnings == ()
+    assert cfg.distribution_id and cfg.path_root_ca == "/etc/armsd/ca.pem"
+    assert set(cfg.scripts) >= {"script-line-ctrl", "script-command", "script-reconfig"}
 
 
 def mk_define(text: str, name: str) -> list[str]:
