@@ -547,7 +547,14 @@ class Agent:
         else:
             code = LOG_ECONNECT
         kind = type(e).__name__
-        self._last_error = f"{role} {url}: {kind}: {e}"
+        hint = ""
+        if isinstance(e, https.HttpStatusError) and e.status == 401:
+            hint = (" (check the distribution id and the LS-SA key registered with register_authkey)"
+                    if role == "LS" else " (the RS refused the RS key the LS handed out)")
+        elif isinstance(e, ssl.SSLCertVerificationError):
+            hint = (" (is the root CA given to register_cert the one that signed this LS?)"
+                    if role == "LS" else " (the RS is not signed by the rs-certificate the LS sent)")
+        self._last_error = f"{role} {url}: {kind}: {e}{hint}"
         self._log(code, self._last_error)
 
     def _store_location(self, ans: "P.RsSolicitationResponse") -> None:

@@ -475,3 +475,13 @@ def test_the_agent_does_not_import_cryptography_or_requests():
             "if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_wrong_ls_key_fails_with_a_message_that_says_what_to_check(pull_server):
+    a = make_agent(pull_server, retry_max=0)
+    a.register_authkey("not-the-key")
+    with pytest.raises(ArmsError) as e:
+        a.pull()
+    assert e.value.code == Err.EMAXRETRY
+    assert "HTTP 401" in str(e.value) and "LS-SA key" in str(e.value)
+    assert [r["http_status"] for r in pull_server.db.requests(DIST)] == [401]
