@@ -110,6 +110,7 @@ def test_rs_that_keeps_failing_sends_the_agent_back_to_the_ls(pull_server):
 
 
 @pytest.mark.parametrize("code,err", [(503, Err.EREBOOT), (501, Err.EDONTRETRY), (502, Err.EPULL),
+                                      (507, Err.EREBOOT), (508, Err.EREBOOT), (599, Err.EREBOOT),
                                       (201, Err.EREBOOT)])
 def test_ls_stop_results_end_the_pull_with_the_documented_code(pull_server, code, err):
     pull_server.db.set_location(DIST, result=code)
@@ -485,3 +486,12 @@ def test_wrong_ls_key_fails_with_a_message_that_says_what_to_check(pull_server):
     assert e.value.code == Err.EMAXRETRY
     assert "HTTP 401" in str(e.value) and "LS-SA key" in str(e.value)
     assert [r["http_status"] for r in pull_server.db.requests(DIST)] == [401]
+
+
+@pytest.mark.parametrize("code,err", [(501, Err.EDONTRETRY), (508, Err.EREBOOT), (201, Err.EREBOOT)])
+def test_rs_stop_results_end_the_pull_with_the_documented_code(pull_server, code, err):
+    pull_server.db.set_service(DIST, result=code)
+    a = make_agent(pull_server)
+    with pytest.raises(ArmsError) as e:
+        a.pull()
+    assert e.value.code == err and a.state == State.BOOT_FAIL
