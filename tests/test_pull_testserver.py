@@ -104,6 +104,8 @@ def test_tls_1_0_is_accepted_only_behind_the_legacy_switch(tmp_path, pull_pki, l
         else:
             with pytest.raises((ssl.SSLError, ConnectionResetError)):
                 _tls10_handshake(s.ls_port)
+            s.wait_until(lambda: bool(s.handshake_failures))     # noted by the server thread
+            assert s.handshake_failures[0][0] == "ls"
     finally:
         s.stop()
 

@@ -170,7 +170,10 @@ class _TlsServer(ThreadingHTTPServer):
         try:
             tls = self.ssl_ctx.wrap_socket(request, server_side=True)
         except (ssl.SSLError, OSError) as e:
-            log.info("%s: TLS handshake with %s failed: %s", self.role, client_address[0], e)
+            hint = ""
+            if ("UNSUPPORTED_PROTOCOL" in str(e) or "VERSION" in str(e).upper()) and not self.owner.legacy_tls:
+                hint = " (an old client, e.g. libarms 5.33, speaks TLS 1.0: run with --legacy-tls)"
+            log.warning("%s: TLS handshake with %s failed: %s%s", self.role, client_address[0], e, hint)
             self.owner._note_handshake_failure(self.role, client_address, e)
             return
         try:
@@ -387,6 +390,19 @@ class TestServer:
         with self._lock:
             self.handshake_failures.append((role, addr[0], str(e)))
             del self.handshake_failures[:-100]
+        with self._served:
+            self._served.notify_all()
+
+    def wait_until(self, predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+        """Block until ``predicate()`` holds, re-checked whenever a request is served or a
+        handshake fails (bounded by ``timeout``: TimeoutError)."""
+        deadline = time.monotonic() + timeout
+        with self._served:
+            while not predicate():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"condition not met within {timeout} s")
+                self._served.wait(left)
 
     # -- dispatch -------------------------------------------------------------------------
     def _dispatch(self, h: BaseHTTPRequestHandler, role: str) -> None:
