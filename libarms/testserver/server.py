@@ -33,8 +33,10 @@ Plug-in hooks (for the push proxy, tunnel, REST API, heartbeat receiver, reading
     Test hook: answer ARMS messages on ``path`` with result code ``result`` or the raw body
     ``raw`` (``times`` times, or until cleared with ``clear_overrides``).
 
-Every ARMS request is recorded in ``request_log`` (``db.requests()``); ``wait_for_request``
-blocks (bounded) until a matching one has been served.
+Every ARMS request is recorded in ``request_log`` (``db.requests()``) before it is answered;
+``wait_for_request`` blocks (bounded) until a matching one has been served, ``wait_until(pred)``
+until any condition holds (re-checked on every request and every failed TLS handshake, which
+are kept in ``handshake_failures``).
 """
 
 from __future__ import annotations
