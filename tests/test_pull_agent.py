@@ -495,3 +495,13 @@ def test_rs_stop_results_end_the_pull_with_the_documented_code(pull_server, code
     with pytest.raises(ArmsError) as e:
         a.pull()
     assert e.value.code == err and a.state == State.BOOT_FAIL
+
+
+def test_binary_config_arrives_decoded_from_base64(pull_server):
+    import base64
+    blob = bytes(range(256)) * 3
+    pull_server.db.set_service(DIST, modules=[{"id": 9, "version": "b", "info": "bin",
+                                               "config_b64": base64.b64encode(blob).decode()}])
+    cb = Recorder()
+    make_agent(pull_server, cb).pull(fragment=500)
+    assert b"".join(c[4] for c in cb.configs) == blob and [c[5] for c in cb.configs] == [1, 2]
