@@ -716,8 +716,12 @@ class Agent:
         return head + data + hashlib.sha256(head + data).digest()
 
     def restore_state(self, blob: bytes) -> None:
-        """Install a blob from :meth:`dump_state`. ArmsError(EINVAL) when it is damaged, of
+        """Install a blob from :meth:`dump_state` (or one written by the C libarms 5.33
+        ``arms_dump_state``, to migrate a gateway). ArmsError(EINVAL) when it is damaged, of
         another version or of another device; the context is then unchanged."""
+        from .protocol import cstate
+        if cstate.is_libarms_state(blob):
+            return self._restore_c_state(blob)
         try:
             p = _decode_state(bytes(blob))
             if p["distribution_id"] != str(self.ctx.distribution_id):
@@ -741,6 +745,21 @@ class Agent:
         c.current_rs = ints["current_rs"] % len(urls) if urls else 0
         c.last_result = ints["result"]
         c.time_floor = max(c.time_floor, floor)
+
+    def _restore_c_state(self, blob: bytes) -> None:
+        from .protocol import cstate
+        try:
+            st = cstate.parse_libarms_state(blob)
+        except ProtocolError as e:
+            raise ArmsError(Err.EINVAL, f"state blob refused: {e}") from None
+        c = self.ctx
+        c.rs_endpoint, c.rs_key = st.rs_endpoint, st.rs_key
+        c.rs_urls, c.rs_certs, c.rs_lines = list(st.rs_urls), list(st.rs_certs), list(st.lines)
+        c.rs_retry_max, c.rs_retry_interval, c.ll_timeout = st.rs_retry_max, st.rs_retry_interval, st.ll_timeout
+        c.last_line = st.last_line % len(st.lines) if st.lines else 0
+        c.current_rs = st.current_rs % len(st.rs_urls) if st.rs_urls else 0
+        c.last_result = st.result
+        self._log(LOG_INFO, f"restored a libarms 5.33 state blob ({len(blob)} bytes): RS {c.rs_endpoint or '-'}")
 
     # -- push phase (libarms/push.py) ------------------------------------------------------------
 

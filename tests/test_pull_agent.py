@@ -505,3 +505,54 @@ def test_binary_config_arrives_decoded_from_base64(pull_server):
     cb = Recorder()
     make_agent(pull_server, cb).pull(fragment=500)
     assert b"".join(c[4] for c in cb.configs) == blob and [c[5] for c in cb.configs] == [1, 2]
+
+
+def _c_state_blob(abi, bo, endpoint, urls, ca, key, lines, current, last_line=0):
+    """A libarms 5.33 arms_dump_state blob laid out from the spec's offset table (§2.11)."""
+    import hashlib
+    import struct
+    o = {"lp64": dict(size=29456, ll=(144, "q"), lines=152, num=2472, last=2476, key=2480, rs=2545,
+                      cur=29432, res=29436),
+         "ilp32": dict(size=29448, ll=(140, "i"), lines=144, num=2464, last=2468, key=2472, rs=2537,
+                       cur=29424, res=29428)}[abi]
+    b = bytearray(o["size"])
+    struct.pack_into(bo + "I", b, 0, 2)
+    b[4:4 + len(endpoint)] = endpoint.encode()
+    struct.pack_into(bo + "ii", b, 132, 3, 1)
+    struct.pack_into(bo + o["ll"][1], b, o["ll"][0], 45)
+    for i, (t, ifindex, ident, pw) in enumerate(lines):
+        base = o["lines"] + i * 464
+        struct.pack_into(bo + "ii", b, base, t, ifindex)
+        b[base + 8:base + 8 + len(ident)] = ident.encode()
+        b[base + 44:base + 44 + len(pw)] = pw.encode()
+    struct.pack_into(bo + "ii", b, o["num"], len(lines), last_line)
+    b[o["key"]:o["key"] + len(key)] = key.encode()
+    for i, u in enumerate(urls):
+        base = o["rs"] + i * 5377
+        b[base:base + len(u)] = u.encode()
+        b[base + 257:base + 257 + len(ca)] = ca.encode()
+    struct.pack_into(bo + "ii", b, o["cur"], current, 0)
+    b[-16:] = hashlib.md5(bytes(b[:-16])).digest()
+    return bytes(b)
+
+
+@pytest.mark.parametrize("abi,bo", [("lp64", "<"), ("ilp32", ">")])
+def test_restore_state_reads_a_c_libarms_blob_and_starts_at_its_rs(pull_server, abi, bo):
+    dead = f"https://127.0.0.1:{closed_port()}/rs.cgi"
+    blob = _c_state_blob(abi, bo, pull_server.rs_url, [dead, pull_server.rs_url], pull_server.ca_pem,
+                         "rs-presharedkey-abcdef", [(2, 1, "user@isp", "secret"), (3, 2, "", "")],
+                         current=1, last_line=1)
+    cb = Recorder()
+    a = make_agent(pull_server, cb)
+    a.restore_state(blob)
+    assert a.ctx.rs_lines[0] == Line(LineType.PPPOE, 1, pppoe_id="user@isp", pppoe_pass="secret")
+    assert (a.ctx.ll_timeout, a.ctx.rs_retry_max, a.ctx.rs_retry_interval) == (45, 3, 1)
+    a.pull()
+    assert cb.states() == ["RSPULL", "PULLDONE"]
+    assert [e[2:4] for e in cb.events if e[:2] == ("line", "CONNECT")] == [("DHCP", 2)]   # last good line
+    assert [r["type"] for r in pull_server.db.requests(DIST)] == ["config-solicitation"]
+    bad = bytearray(blob)
+    bad[200] ^= 1
+    with pytest.raises(ArmsError) as e:
+        make_agent(pull_server).restore_state(bytes(bad))
+    assert e.value.code == Err.EINVAL and "MD5" in str(e.value)
