@@ -443,7 +443,7 @@ def test_rs_signed_by_another_ca_than_the_ls_rs_certificate_is_refused(tmp_path,
         cb = Recorder()
         a = make_agent(pull_server, cb)
         with pytest.raises(ArmsError) as e:
-            a.pull(timeout=3)
+            a.pull(timeout=1.5)
         assert e.value.code == Err.ETIMEOUT                  # RS refused, LS again, ... until the timeout
         assert any(c == 106 and rogue.rs_url in m for c, m in cb.logs), cb.log_text()
         assert rogue.db.requests(DIST) == [] and a.ctx.sa_cert_pem is None
@@ -556,3 +556,19 @@ def test_restore_state_reads_a_c_libarms_blob_and_starts_at_its_rs(pull_server, 
     with pytest.raises(ArmsError) as e:
         make_agent(pull_server).restore_state(bytes(bad))
     assert e.value.code == Err.EINVAL and "MD5" in str(e.value)
+
+
+def test_agent_survives_garbage_answers_from_ls_and_rs(pull_server):
+    import random
+    rnd = random.Random(2026)
+    good = b"<arms-message><arms-response type=\"rs-solicitation\"><result-code>100</result-code>"
+    bodies = [bytes(rnd.randrange(256) for _ in range(rnd.randrange(1, 300))) for _ in range(8)]
+    bodies += [good[:rnd.randrange(len(good))] for _ in range(4)]
+    bodies += [good + bytes(rnd.randrange(32, 127) for _ in range(50)) for _ in range(4)]
+    pull_server.db.set_location(DIST, rs_retry_interval=0)
+    a = make_agent(pull_server)
+    for i, junk in enumerate(bodies):
+        pull_server.set_override("/arms.cgi" if i % 2 else "/rs.cgi", raw=junk, times=1)
+        a.ctx.forget_rs()                       # every pull starts at the LS
+        a.pull()
+        assert a.state == State.PULLDONE, i
