@@ -45,6 +45,7 @@ import base64
 import binascii
 import dataclasses
 import email.message
+import hmac
 import logging
 import os
 import re
@@ -384,9 +385,8 @@ class TestServer:
         dev = self.db.device(user)
         if dev is None:
             return False
-        if role == "ls":
-            return password == dev["ls_sa_key"]
-        return password == self.db.location(user)["rs_key"]
+        want = dev["ls_sa_key"] if role == "ls" else self.db.location(user)["rs_key"]
+        return hmac.compare_digest(password.encode("latin-1"), (want or "").encode("latin-1"))
 
     def _note_handshake_failure(self, role, addr, e) -> None:
         with self._lock:
