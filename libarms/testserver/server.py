@@ -386,7 +386,7 @@ class TestServer:
         if dev is None:
             return False
         want = dev["ls_sa_key"] if role == "ls" else self.db.location(user)["rs_key"]
-        return hmac.compare_digest(password.encode("latin-1"), (want or "").encode("latin-1"))
+        return hmac.compare_digest(password.encode("latin-1"), (want or "").encode("utf-8"))
 
     def _note_handshake_failure(self, role, addr, e) -> None:
         with self._lock:
