@@ -763,6 +763,12 @@ class Agent:
 
     # -- push phase (libarms/push.py) ------------------------------------------------------------
 
+    def push_context(self):
+        """The push phase's view of this agent (``libarms.push.PushContext``), refreshed from
+        ``ctx``: the pull -> push hand-over."""
+        from .push import context_of
+        return context_of(self)
+
     def push_method_query(self):
         from .push import push_method_query
         return push_method_query(self)
