@@ -1,7 +1,5 @@
 """The two-stage pull end to end: real TLS on loopback against the test server."""
 
-import datetime
-
 import pytest
 
 from conftest_pull import (DIST, LS_KEY, Recorder, closed_port, make_agent, new_server,  # noqa: F401
