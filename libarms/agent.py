@@ -777,21 +777,11 @@ class Agent:
         from .push import event_loop
         return event_loop(self, port, fragment)
 
-    def stop(self) -> bool:
-        """Thread-safe: make a running ``pull()`` end at its next wait (ETIMEOUT) and a running
-        ``run()`` end with EPULL. True when an event loop was asked to stop."""
-        self._wake.set()
-        try:
-            from .push import stop_event_loop
-            return bool(stop_event_loop(self))
-        except Exception as e:     # no push module, or no loop running
-            log.debug("stop: no push loop to stop (%s)", e)
-            return False
-
     def end(self) -> None:
         """``arms_end``: tell the application every known module is removed, forget them.
         The state value is kept (as libarms). Called from another thread while ``pull()``
-        waits (retry interval, line polling), it makes that pull end with ETIMEOUT."""
+        waits (retry interval, line polling), it makes that pull end with ETIMEOUT. (A running
+        push loop is stopped with ``libarms.push.stop_event_loop``.)"""
         c = self.ctx
         for m in c.modules:
             try:
