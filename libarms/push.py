@@ -30,7 +30,7 @@ from typing import Any, Callable, Optional, Sequence
 
 from .callbacks import Callbacks, ConfigAction, ConfigKind, Frag, PingResult
 from .configstore import ConfigStore
-from .errors import AppExecError, ArmsError, Err, ModSyncRequired, ProtocolError
+from .errors import AppExecError, ArmsError, ConfigError, Err, ModSyncRequired, ProtocolError
 from .protocol import push as P
 from .states import Event, State, next_state
 from .transport import pushtls
@@ -56,6 +56,9 @@ LOG_ECALLBACK = 108
 LOG_ENETTIMEOUT = 107
 
 SIMPLE_MAX_TRANSACTIONS = 10
+#: What a failed exchange with a server can raise (bad bytes, network, TLS, proxy, timeouts).
+NET_ERRORS = (ProtocolError, OSError, ssl.SSLError, asyncio.TimeoutError, EOFError,
+              asyncio.LimitOverrunError)
 
 
 @dataclasses.dataclass
@@ -101,6 +104,7 @@ class PushContext:
     max_message: int = P.MAX_MESSAGE
     listen_host: Optional[str] = None        # default: wildcard of the SA address family
     _running: Any = dataclasses.field(default=None, repr=False, compare=False)
+    time_floor: float = 0.0                  # latest trusted time (see transport.tls)
     state: State = State.PULLDONE
     set_state: Optional[Callable[[State], None]] = None
     log_fn: Optional[Callable[[int, str], None]] = None
@@ -129,8 +133,16 @@ class PushContext:
         except Exception:
             log.exception("log callback raised")
 
+    def tls_policy(self):
+        return pushtls.policy(self.rs_ca_pem, self.sa_cert_pem, self.sa_key_pem, self.time_floor)
+
     def client_ssl(self) -> ssl.SSLContext:
-        return pushtls.client_context(self.rs_ca_pem, self.sa_cert_pem, self.sa_key_pem)
+        return pushtls.client_context(self.tls_policy())
+
+    def tls_args(self) -> dict:
+        """Keyword arguments for ``open_tls``: peer check and web proxy."""
+        return {"policy": self.tls_policy(), "proxy": self.https_proxy,
+                "note": lambda m: self.event(200, m)}
 
 
 def context_of(agent: Any) -> PushContext:
@@ -159,6 +171,7 @@ def context_of(agent: Any) -> PushContext:
         methods=tuple(c.push_methods), tunnel_urls=tuple(c.tunnel_urls),
         echo_interval=c.tunnel_echo_interval or P.DEFAULT_ECHO_INTERVAL, sa_address=c.sa_address,
         io_timeout=float(getattr(agent, "response_timeout", 30.0)),
+        time_floor=float(getattr(c, "time_floor", 0.0)),
         state=agent.state, set_state=agent._set_state, log_fn=agent._log)
     pc = getattr(agent, "_push_ctx", None)
     if pc is None:
@@ -713,7 +726,12 @@ async def _method_query(ctx: PushContext) -> Err:
         return Err.ESYSTEM
     offered = [P.PUSH_METHOD_TUNNEL] if ctx.https_proxy else [P.PUSH_METHOD_SIMPLE, P.PUSH_METHOD_TUNNEL]
     body = P.build_method_query_request(ctx.distribution_id, ctx.description, offered)
-    sslctx = ctx.client_ssl()
+    try:
+        sslctx = ctx.client_ssl()
+    except ConfigError as e:
+        log.error("method query impossible: %s", e)
+        ctx.trigger = "internal error(socket)"
+        return Err.ESYSTEM
     for n in range(ctx.rs_retry_max + 1):
         if n:
             await asyncio.sleep(retry_wait(ctx.rs_retry_interval, 0, n))
@@ -723,7 +741,7 @@ async def _method_query(ctx: PushContext) -> Err:
                 if url.scheme != "https":
                     continue
                 ans, local = await _exchange(url, build_form_a(url, ctx.distribution_id, ctx.rs_key, body),
-                                             sslctx, ctx.io_timeout)
+                                             sslctx, ctx.io_timeout, ctx.tls_args())
                 if ans.status >= 400:
                     log.warning("method query to %s: HTTP %d", url_s, ans.status)
                     continue
@@ -731,7 +749,7 @@ async def _method_query(ctx: PushContext) -> Err:
             except P.TooManyEntries as e:
                 log.error("method query to %s: %s", url_s, e)
                 return Err.EREBOOT
-            except (ProtocolError, OSError, ssl.SSLError, asyncio.TimeoutError) as e:
+            except NET_ERRORS as e:
                 log.warning("method query to %s failed: %s", url_s, e or type(e).__name__)
                 continue
             code = mq.result_code
@@ -750,10 +768,10 @@ async def _method_query(ctx: PushContext) -> Err:
     return Err.EPULL
 
 
-async def _exchange(url: P.Url, request: bytes, sslctx: ssl.SSLContext, timeout: float):
+async def _exchange(url: P.Url, request: bytes, sslctx: ssl.SSLContext, timeout: float, tls: dict):
     """One request/answer; also returns the local address of the connection."""
     from .transport.simple import ResponseReader, open_tls
-    reader, writer = await open_tls(url, sslctx, timeout)
+    reader, writer = await open_tls(url, sslctx, timeout, **tls)
     local = writer.get_extra_info("sockname")[0]
     try:
         writer.write(request)
@@ -803,6 +821,11 @@ class EventLoop:
             if not ctx.methods:
                 ctx.trigger = "no push method"
                 return self._end(Err.EPULL)
+            try:
+                ctx.client_ssl()
+            except ConfigError as e:
+                log.error("push phase impossible: %s", e)
+                return self._end(Err.ESYSTEM)
             while True:
                 result: Err = Err.OK
                 for m in ctx.methods:
@@ -1066,7 +1089,7 @@ class TunnelWorker:
         while not self.ls.stopping:
             try:
                 self.conn = await TunnelConnection.open(self.url, self.sslctx, ctx.distribution_id,
-                                                        ctx.rs_key, ctx.io_timeout)
+                                                        ctx.rs_key, ctx.io_timeout, **ctx.tls_args())
                 ctx.event(LOG_TUNNEL_CONNECTED, f"tunnel[{self.index}] connected to {self.url.netloc}")
                 if self.resume_configure:
                     # W 5.5: in the middle of a configure the done request goes first on the
@@ -1344,7 +1367,7 @@ class SimpleRound:
         if not (ctx.sa_cert_pem and ctx.sa_key_pem):
             log.error("https-simple needs the SA certificate and key from the RS")
             return Err.ETIMEOUT
-        sslctx = pushtls.server_context(ctx.sa_cert_pem, ctx.sa_key_pem, ctx.rs_ca_pem)
+        sslctx = pushtls.server_context(ctx.sa_cert_pem, ctx.sa_key_pem, ctx.rs_ca_pem, ctx.time_floor)
         v6 = bool(ctx.sa_address and ":" in ctx.sa_address)
         host = ctx.listen_host or ("::" if v6 else "0.0.0.0")
         for attempt in range(ctx.bind_attempts):
@@ -1385,12 +1408,12 @@ class SimpleRound:
             if url.scheme != "https":
                 return
             ans = await exchange(url, build_form_b(url, ctx.distribution_id, ctx.rs_key, [body]),
-                                 client, ctx.io_timeout)
+                                 client, ctx.io_timeout, **ctx.tls_args())
             if ans.status >= 400:
                 log.warning("confirmation start to %s: HTTP %d", url_s, ans.status)
                 return
             a = P.parse_confirmation_start_response(ans.body)
-        except (ProtocolError, OSError, ssl.SSLError, asyncio.TimeoutError) as e:
+        except NET_ERRORS as e:
             log.warning("confirmation start to %s failed: %s", url_s, e or type(e).__name__)
             return
         if a.result_code == 507:
@@ -1472,11 +1495,11 @@ class SimpleRound:
             if url.scheme != "https":
                 return None
             ans = await exchange(url, build_form_b(url, ctx.distribution_id, ctx.rs_key, pieces),
-                                 ctx.client_ssl(), ctx.io_timeout)
+                                 ctx.client_ssl(), ctx.io_timeout, **ctx.tls_args())
             if ans.status >= 400:
                 return None
             return P.parse_done_response(ans.body, tr.method)
-        except (ProtocolError, OSError, ssl.SSLError, asyncio.TimeoutError) as e:
+        except NET_ERRORS as e:
             log.warning("%s-done to %s failed: %s", tr.method, url_s, e or type(e).__name__)
             return None
 

@@ -160,3 +160,20 @@ def test_app_event_pull_ends_the_loop_and_push_reconfirms(make_proxy, make_devic
     dev = make_device(proxy, App(), app_event_interval=0.3).start()
     assert dev.wait() == Err.EPULL
     assert proxy.confirmations() >= 2      # EPUSH re-ran the confirmation before EPULL ended it
+
+
+def test_tunnel_through_web_proxy_and_simple_not_offered(make_proxy, make_device):
+    from tests.conftest_pull import ConnectProxy
+    web = ConnectProxy()
+    try:
+        proxy = make_proxy(methods=("https-simple", "https-tunnel"), echo_interval=5)
+        dev = make_device(proxy, https_proxy=web.url).start()
+        proxy.wait_reachable()
+        assert proxy.push("md-command", P.md_command_body(1, "via proxy")).via == "tunnel"
+        port = proxy.proxy.port
+        assert all(r.startswith(f"CONNECT 127.0.0.1:{port} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
+                   for r in web.requests) and len(web.requests) >= 2   # method query + tunnel
+        mq = [e for e, _ in proxy.proxy.events if e == "method-query"]
+        assert mq and dev.ctx.methods == ("https-simple", "https-tunnel")
+    finally:
+        web.close()

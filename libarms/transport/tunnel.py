@@ -95,10 +95,11 @@ class TunnelConnection:
 
     @classmethod
     async def open(cls, url: Url, ctx: ssl.SSLContext, user: str, password: str,
-                   timeout: float = 30.0) -> "TunnelConnection":
+                   timeout: float = 30.0, **tls) -> "TunnelConnection":
         try:
-            reader, writer = await open_tls(url, ctx, timeout)
-        except (OSError, ssl.SSLError, asyncio.TimeoutError) as e:
+            reader, writer = await open_tls(url, ctx, timeout, **tls)
+        except (OSError, ssl.SSLError, asyncio.TimeoutError, asyncio.IncompleteReadError,
+                asyncio.LimitOverrunError) as e:
             raise TunnelClosed(f"cannot connect to {url.netloc}: {e or type(e).__name__}") from None
         try:
             writer.write(build_tunnel_head(url, user, password))
