@@ -50,7 +50,7 @@ LOG_CONFIRM_START, LOG_CONFIRM_DONE, LOG_CONFIRM_FAILED = 70, 71, 72
 LOG_CONFIG_COMMIT, LOG_CONFIG_ROLLBACK = 73, 74
 LOG_TUNNEL_CONNECTED, LOG_TUNNEL_CLOSED, LOG_TUNNEL_RETRY, LOG_TUNNEL_READY = 60, 61, 62, 63
 LOG_HB_START, LOG_HB_STOP = 80, 81
-LOG_PUSH_SIMPLE, LOG_PUSH_TUNNEL = 90, 91
+LOG_PUSH_SIMPLE, LOG_PUSH_TUNNEL, LOG_ENDPOINT_CHANGED = 90, 91, 92
 LOG_EROLLBACK = 110
 LOG_ECALLBACK = 108
 LOG_ENETTIMEOUT = 107
@@ -707,6 +707,19 @@ def _rotated(urls: Sequence[str], first: int) -> list[str]:
         return []
     first = first % len(urls)
     return urls[first:] + urls[:first]
+
+
+def _local_address(url_s: str) -> Optional[str]:
+    """The local address the system would use towards ``url_s`` (a UDP connect sends nothing)."""
+    import socket
+    try:
+        u = P.parse_url(url_s)
+        fam = socket.AF_INET6 if u.family == 6 else socket.AF_INET
+        with socket.socket(fam, socket.SOCK_DGRAM) as s:
+            s.connect((u.host, u.port))
+            return s.getsockname()[0]
+    except (OSError, ProtocolError):
+        return None
 
 
 def retry_wait(base: float, result: int, n: int) -> float:
@@ -1382,7 +1395,12 @@ class SimpleRound:
                     await asyncio.sleep(ctx.bind_retry_wait)
         if self.server is None:
             return Err.EPULL
-        addr = ctx.sa_address or "127.0.0.1"
+        now = _local_address(urls[0])
+        if now and ctx.sa_address and now != ctx.sa_address:
+            ctx.event(LOG_ENDPOINT_CHANGED, f"SA address changed {ctx.sa_address} -> {now}: "
+                                            "announcing the new push endpoint")
+            ctx.sa_address = now
+        addr = ctx.sa_address or now or "127.0.0.1"
         endpoint = f"https://[{addr}]:{self.el.port}/" if ":" in addr else f"https://{addr}:{self.el.port}/"
         ctx.fire(Event.CONFIRM_START)
         ctx.event(LOG_CONFIRM_START, f"push confirmation start, endpoint {endpoint}")

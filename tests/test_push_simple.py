@@ -136,3 +136,20 @@ def test_client_certificate_outside_the_rs_ca_is_refused(simple):
             pass
     assert out == b""
     assert not dev.done.is_set()          # the reboot was not executed
+
+
+@pytest.mark.parametrize("method", ["https-simple", "https-tunnel"])
+def test_push_over_ipv6_loopback(make_proxy, make_device, method):
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6")
+    try:
+        socket.create_server(("::1", 0), family=socket.AF_INET6).close()
+    except OSError:
+        pytest.skip("no ::1 on this host")
+    proxy = make_proxy(methods=(method,), host="::1", public_host="::1", echo_interval=5)
+    dev = make_device(proxy, port=free_port(), listen_host="::1").start()
+    proxy.wait_reachable()
+    assert dev.ctx.sa_address == "::1"
+    if method == "https-simple":
+        assert proxy.proxy.device(DIST).endpoint == f"https://[::1]:{dev.port}/"
+    assert proxy.push("md-command", P.md_command_body(1, "v6")).response.modules[0].data == b"ran v6 on 1"

@@ -177,3 +177,21 @@ def test_tunnel_through_web_proxy_and_simple_not_offered(make_proxy, make_device
         assert mq and dev.ctx.methods == ("https-simple", "https-tunnel")
     finally:
         web.close()
+
+
+def test_big_config_and_big_output_span_many_chunks(make_proxy, make_device):
+    class Big(RecordingCallbacks):
+        def md_command(self, module_id, command):
+            return "x" * 50_000 if command == b"big-text" else bytes(range(256)) * 200
+    proxy = make_proxy(methods=("https-tunnel",), echo_interval=5)
+    cb = Big()
+    make_device(proxy, cb).start()
+    proxy.wait_reachable()
+    cfg = bytes(range(256)) * 400                      # 100 KiB binary config
+    out = proxy.push("configure", P.configure_body([P.ModuleInfo(1, "2")], [(1, cfg)]))
+    assert out.done.result_code == 100
+    assert [c[3] for c in cb.calls if c[0] == "config" and c[2] == ConfigAction.PUSH_STORE_CONFIG] == [cfg]
+    out = proxy.push("md-command", P.md_command_body(1, "big-text"))
+    assert out.response.modules[0].data == b"x" * 50_000
+    out = proxy.push("md-command", P.md_command_body(1, "big-bin"))
+    assert out.response.modules[0].data == bytes(range(256)) * 200 and out.response.modules[0].binary

@@ -80,8 +80,13 @@ class ServerTunnel:
         self.closed = False
 
     async def send(self, message: bytes) -> None:
+        """One message, one chunk id; split at 8192 bytes (the device's read buffer), so a
+        small message (every done answer) is one chunk written at once."""
+        cid = next(self._ids)
+        parts = [message[i:i + 8192] for i in range(0, len(message), 8192)] or [b""]
+        data = b"".join(encode_chunk(p, cid, i == len(parts) - 1) for i, p in enumerate(parts))
         async with self.lock:
-            self.writer.write(encode_chunk(message, next(self._ids), True))
+            self.writer.write(data)
             await self.writer.drain()
 
     async def send_raw(self, data: bytes) -> None:
@@ -168,12 +173,17 @@ class PushProxy:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
     @property
+    def _authority(self) -> str:
+        h = self.public_host
+        return f"[{h}]:{self.port}" if ":" in h else f"{h}:{self.port}"
+
+    @property
     def url(self) -> str:
-        return f"https://{self.public_host}:{self.port}/arms"
+        return f"https://{self._authority}/arms"
 
     @property
     def tunnel_url(self) -> str:
-        return f"https://{self.public_host}:{self.port}{self.tunnel_path}"
+        return f"https://{self._authority}{self.tunnel_path}"
 
     def device(self, dist: str) -> Device:
         d = self.devices.get(dist)
