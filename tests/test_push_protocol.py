@@ -419,3 +419,35 @@ def test_simple_mode_http_messages_rebuilt_byte_for_byte():
         assert build_sa_response(pieces) == (V / "simple" / name).read_bytes(), name
     assert build_sa_error(400, chunked=True) == \
         (V / "simple/14-sa-push-md-command-chunked-rejected-response.http").read_bytes()
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.integers(min_value=1, max_value=400), max_size=30))
+def test_incremental_parsers_give_the_same_result_for_any_split(cuts):
+    from libarms.transport.simple import ResponseReader, SimpleRequestParser
+    from libarms.transport.tunnel import ChunkDecoder, ChunkKind, MessageAssembler
+
+    def slices(data):
+        out, pos = [], 0
+        for c in cuts:
+            out.append(data[pos:pos + c])
+            pos += c
+        out.append(data[pos:])
+        return [s for s in out if s]
+
+    req = (V / "simple/11-sa-push-md-command-request.http").read_bytes()
+    p = SimpleRequestParser(DIST, "rs-presharedkey-abcdef", 65536)
+    for s in slices(req):
+        p.feed(s)
+    assert p.result.status == 200 and P.parse_push_request(p.result.body, DIST).params.command == b"show version"
+    rr = ResponseReader()
+    for s in slices((V / "simple/17-read-status-done-request.http").read_bytes().replace(b"POST /rs.cgi HTTP/1.1", b"HTTP/1.1 200 OK")):
+        rr.feed(s)
+    assert P.read_push_answer(rr.answer().body).modules[0].data == b"id=1001: get_status_cb() result"
+    raw = (V / "tunnel/tunnel-stream-c2s.raw").read_bytes().split(b"\r\n\r\n", 1)[1]
+    dec, asm, n = ChunkDecoder(65536), MessageAssembler(), 0
+    for s in slices(raw):
+        for c in dec.feed(s):
+            if c.kind is ChunkKind.DATA and asm.feed(c) is not None:
+                n += 1
+    assert n == 8 and dec.ended
