@@ -1123,6 +1123,8 @@ class TunnelWorker:
                 log.exception("tunnel[%d] failed", self.index)
             finally:
                 self._connected.clear()
+                if self.ls.tunnels_up.get(self.index):
+                    ctx.event(LOG_TUNNEL_CLOSED, f"tunnel[{self.index}] closed")
                 self.ls.tunnels_up[self.index] = False
                 if self.conn is not None and not self.conn.closed and not self.ls.stopping:
                     self.conn.abort()
@@ -1480,6 +1482,10 @@ class SimpleRound:
         except (OSError, ssl.SSLError, asyncio.TimeoutError, ConnectionError) as e:
             log.warning("https-simple connection failed: %s", e or type(e).__name__)
             if answer is not None:
+                if answer.transaction is not None and answer.transaction.method == "configure":
+                    # W 4.2: the device cannot know what the server saw of a configure-start
+                    self.ctx.trigger = "internal error(socket)"
+                    self.ls.stop(Err.EPULL)
                 self.el.dispatcher.finish(answer.transaction)
                 answer = None
         finally:

@@ -451,3 +451,19 @@ def test_incremental_parsers_give_the_same_result_for_any_split(cuts):
             if c.kind is ChunkKind.DATA and asm.feed(c) is not None:
                 n += 1
     assert n == 8 and dec.ended
+
+
+def test_tunnel_assembler_bounds_open_messages_and_bytes():
+    from libarms.transport.tunnel import ChunkDecoder, MessageAssembler
+    from libarms.transport.tunnel import encode_chunk
+    asm = MessageAssembler(max_message=1000)
+    dec = ChunkDecoder(65536)
+    with pytest.raises(ProtocolError, match="open at once"):
+        for i in range(1, 100):
+            for c in dec.feed(encode_chunk(b"<arms-message>", i, False)):
+                asm.feed(c)
+    asm = MessageAssembler(max_message=1000)
+    with pytest.raises(ProtocolError, match="exceed"):
+        for i in range(1, 30):
+            for c in dec.feed(encode_chunk(b"x" * 100, 1000 + i, False)):
+                asm.feed(c)
