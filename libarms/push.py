@@ -842,7 +842,9 @@ class EventLoop:
             while True:
                 result: Err = Err.OK
                 for m in ctx.methods:
+                    repeats = 0
                     while True:
+                        started = time.monotonic()
                         if m == P.PUSH_METHOD_SIMPLE:
                             if ctx.https_proxy:
                                 result = Err.ETIMEOUT
@@ -863,6 +865,9 @@ class EventLoop:
                                 continue          # same method again, with the old config
                         if result in (Err.ETIMEOUT, Err.EPUSH) and self.ls.retry_inf \
                                 and not self.ls.configure_running:
+                            if time.monotonic() - started < 1.0:     # never spin
+                                await asyncio.sleep(backoff(ctx, repeats))
+                            repeats += 1
                             continue
                         if result == Err.EPUSH and self.rollbacks and not self.ls.retry_inf:
                             self.rollbacks = 0    # after a rollback: once more, same method
