@@ -171,6 +171,8 @@ def context_of(agent: Any) -> PushContext:
         methods=tuple(c.push_methods), tunnel_urls=tuple(c.tunnel_urls),
         echo_interval=c.tunnel_echo_interval or P.DEFAULT_ECHO_INTERVAL, sa_address=c.sa_address,
         io_timeout=float(getattr(agent, "response_timeout", 30.0)),
+        callback_timeout=float(getattr(agent, "callback_timeout", 60.0)),
+        state_dir=getattr(agent, "push_state_dir", None),
         time_floor=float(getattr(c, "time_floor", 0.0)),
         state=agent.state, set_state=agent._set_state, log_fn=agent._log)
     pc = getattr(agent, "_push_ctx", None)

@@ -195,3 +195,19 @@ def test_big_config_and_big_output_span_many_chunks(make_proxy, make_device):
     assert out.response.modules[0].data == b"x" * 50_000
     out = proxy.push("md-command", P.md_command_body(1, "big-bin"))
     assert out.response.modules[0].data == bytes(range(256)) * 200 and out.response.modules[0].binary
+
+
+def test_proxy_holds_tunnels_of_many_devices_and_pushes_to_each(make_proxy, make_device):
+    import asyncio
+    proxy = make_proxy(methods=("https-tunnel",), echo_interval=5)
+    dists = [f"0001-0000-0000-0000-0000-0000-0000-{i:04X}" for i in range(1, 13)]
+    for d in dists:
+        make_device(proxy, dist=d).start()
+
+    async def all_devices():
+        for d in dists:
+            await proxy.proxy.wait_reachable(d, 20)
+        return await asyncio.gather(*(proxy.proxy.push(d, "md-command", P.md_command_body(1, d), timeout=20)
+                                      for d in dists))
+    outs = proxy.lt.call(all_devices(), 60)
+    assert [o.response.modules[0].data for o in outs] == [f"ran {d} on 1".encode() for d in dists]
