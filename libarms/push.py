@@ -28,7 +28,7 @@ import threading
 import time
 from typing import Any, Callable, Optional, Sequence
 
-from .callbacks import Callbacks, ConfigAction, ConfigKind, Frag, PingResult
+from .callbacks import Callbacks, ConfigAction, ConfigKind, Frag
 from .configstore import ConfigStore
 from .errors import AppExecError, ArmsError, ConfigError, Err, ModSyncRequired, ProtocolError
 from .protocol import push as P

@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import requests
@@ -22,6 +21,7 @@ class _Svc:
 
     def __init__(self, svc):
         self.proxy = svc.proxy
+        self.keys: dict = {}        # the service's key table is fixed at start (DIST only)
 
 
 @pytest.fixture
