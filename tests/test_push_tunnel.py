@@ -211,3 +211,34 @@ def test_proxy_holds_tunnels_of_many_devices_and_pushes_to_each(make_proxy, make
                                       for d in dists))
     outs = proxy.lt.call(all_devices(), 60)
     assert [o.response.modules[0].data for o in outs] == [f"ran {d} on 1".encode() for d in dists]
+
+
+def test_operations_in_flight_show_in_check_transaction_while_a_callback_runs(make_proxy, make_device):
+    import asyncio
+    import threading
+
+    class SlowPing(RecordingCallbacks):
+        gate = threading.Event()
+        started = threading.Event()
+
+        def ping(self, dst, count, size):
+            self.started.set()
+            self.gate.wait(20)
+            return super().ping(dst, count, size)
+    proxy = make_proxy(methods=("https-tunnel",), echo_interval=5)
+    cb = SlowPing()
+    make_device(proxy, cb).start()
+    proxy.wait_reachable()
+    from tests.conftest_push import DIST as D
+
+    async def scenario():
+        ping = asyncio.ensure_future(proxy.proxy.push(D, "ping", P.ping_body("192.0.2.1", 2, 56), timeout=20))
+        while not cb.started.is_set():
+            await asyncio.sleep(0.01)
+        listed = await proxy.proxy.push(D, "check-transaction", timeout=10)
+        modules = await proxy.proxy.push(D, "read-module-list", timeout=10)
+        cb.gate.set()
+        return listed, modules, await ping
+    listed, modules, ping = proxy.lt.call(scenario(), 40)
+    assert ping.response.transaction_id in listed.response.transaction_ids
+    assert modules.result_code == 100 and ping.done.success == 2
