@@ -813,6 +813,11 @@ def event_loop(agent: Any, port: int = 0, fragment: int = 0) -> Err:
         raise ArmsError(Err.EINVAL, f"port {port} outside 0..65535")
     ctx = context_of(agent)
     try:
+        if getattr(ctx.callbacks, "version", 7) < 5:
+            # API versions before 5: the event loop runs the method query itself (A 2.7)
+            rc = asyncio.run(_method_query(ctx))
+            if rc != Err.OK:
+                return rc
         return asyncio.run(EventLoop(ctx, port or 10443, fragment).run())
     finally:
         _write_back(agent, ctx)

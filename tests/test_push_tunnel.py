@@ -242,3 +242,21 @@ def test_operations_in_flight_show_in_check_transaction_while_a_callback_runs(ma
     listed, modules, ping = proxy.lt.call(scenario(), 40)
     assert ping.response.transaction_id in listed.response.transaction_ids
     assert modules.result_code == 100 and ping.done.success == 2
+
+
+def test_callbacks_api_version_4_makes_the_loop_run_the_method_query(make_proxy, make_device):
+    from libarms import push
+
+    class Old(RecordingCallbacks):
+        version = 4
+    proxy = make_proxy(methods=("https-tunnel",), echo_interval=5)
+    dev = make_device(proxy, Old())
+    import threading
+    t = threading.Thread(target=lambda: setattr(dev, "result", push.event_loop(dev.ctx)), daemon=True)
+    dev.thread = t
+    t.start()
+    proxy.wait_reachable()
+    assert dev.ctx.methods == ("https-tunnel",)
+    proxy.push("reboot")
+    t.join(15)
+    assert dev.result == Err.EREBOOT
