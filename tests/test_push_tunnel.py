@@ -259,4 +259,5 @@ def test_callbacks_api_version_4_makes_the_loop_run_the_method_query(make_proxy,
     assert dev.ctx.methods == ("https-tunnel",)
     proxy.push("reboot")
     t.join(15)
+    dev.done.set()
     assert dev.result == Err.EREBOOT
