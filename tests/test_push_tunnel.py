@@ -261,3 +261,24 @@ def test_callbacks_api_version_4_makes_the_loop_run_the_method_query(make_proxy,
     t.join(15)
     dev.done.set()
     assert dev.result == Err.EREBOOT
+
+
+def test_several_tunnels_are_independent(make_proxy, make_device):
+    a = make_proxy(methods=("https-tunnel",), echo_interval=5)
+    b = make_proxy(methods=("https-tunnel",), echo_interval=5)
+    a.proxy.extra_tunnel_urls.append(b.proxy.tunnel_url)
+    dev = make_device(a).start()
+    a.wait_reachable()
+    b.wait_reachable()
+    assert dev.ctx.tunnel_urls == (a.proxy.tunnel_url, b.proxy.tunnel_url)
+    a.proxy.refuse_tunnels = True
+    a.lt.call(_cut(a))
+    # tunnel 0 is down and being retried; tunnel 1 still carries pushes
+    assert b.push("md-command", P.md_command_body(1, "via b")).response.modules[0].data == b"ran via b on 1"
+    a.proxy.refuse_tunnels = False
+    a.wait_reachable(15)
+    assert a.push("md-command", P.md_command_body(1, "via a")).result_code == 100
+
+
+async def _cut(h):
+    h.proxy.cut_tunnels(DIST)

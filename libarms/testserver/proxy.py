@@ -146,6 +146,7 @@ class PushProxy:
         self._tasks: set[asyncio.Task] = set()
         self.events: list[tuple[str, str]] = []     # (event, distribution id) for tests/logs
         # fault injection for tests and demos
+        self.extra_tunnel_urls: list[str] = []   # more tunnel servers to announce (W 5.7)
         self.refuse_tunnels = False       # answer tunnel opens with 503
         self.refused = 0                  # tunnel opens refused so far
         self.answer_echo = True           # answer echo-request chunks
@@ -285,7 +286,7 @@ class PushProxy:
             return P.build_server_response(msg.type, 423, description="Distribution ID Mismatch")
         if msg.type == "push-method-query":
             self._event("method-query", dist)
-            urls = [self.tunnel_url] if "https-tunnel" in self.methods else []
+            urls = ([self.tunnel_url] + list(self.extra_tunnel_urls)) if "https-tunnel" in self.methods else []
             return P.build_method_query_response(100, self.methods, urls, self.echo_interval)
         if msg.type == "push-confirmation-start":
             a = P.read_push_answer(body)
