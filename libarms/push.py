@@ -19,6 +19,7 @@ Loop-ending outcomes: ``Err.EREBOOT`` (reboot push, module sync, 503/5xx), ``Err
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import dataclasses
 import logging
 import queue
@@ -43,7 +44,21 @@ try:  # heartbeat sender of the C core, once built
 except Exception:  # pragma: no cover - absent until the core lands
     HeartbeatSender = None  # type: ignore
 
-log = logging.getLogger("libarms.push")
+_current: "contextvars.ContextVar[Optional[PushContext]]" = contextvars.ContextVar("libarms_push_ctx",
+                                                                                default=None)
+
+
+class _EventLog(logging.LoggerAdapter):
+    """One event per line, with the distribution id and the state (style.md)."""
+
+    def process(self, msg, kwargs):
+        ctx = _current.get()
+        if ctx is not None:
+            msg = f"{msg} dist={ctx.distribution_id} state={ctx.state.name}"
+        return msg, kwargs
+
+
+log = _EventLog(logging.getLogger("libarms.push"), {})
 
 # log codes (A 4.8)
 LOG_CONFIRM_START, LOG_CONFIRM_DONE, LOG_CONFIRM_FAILED = 70, 71, 72
@@ -127,7 +142,8 @@ class PushContext:
         if self.log_fn is not None:
             self.log_fn(code, message)
             return
-        log.info("%s (log %d) dist=%s", message, code, self.distribution_id)
+        level = logging.DEBUG if code >= 200 else logging.WARNING if code >= 100 else logging.INFO
+        log.log(level, "[%d] %s", code, message)
         try:
             self.callbacks.log(code, message)
         except Exception:
@@ -734,6 +750,7 @@ def retry_wait(base: float, result: int, n: int) -> float:
 
 
 async def _method_query(ctx: PushContext) -> Err:
+    _current.set(ctx)
     ctx.methods, ctx.tunnel_urls, ctx.echo_interval = (), (), P.DEFAULT_ECHO_INTERVAL
     urls = _rotated(ctx.pull_urls, ctx.pull_index)
     if not urls:
@@ -836,6 +853,7 @@ class EventLoop:
 
     async def run(self) -> Err:
         ctx = self.ctx
+        _current.set(ctx)
         ctx._running = (asyncio.get_running_loop(), self)
         try:
             if not ctx.methods:
