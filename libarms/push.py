@@ -1146,7 +1146,8 @@ class TunnelWorker:
                     self._connected.set()
                     await self._serve()
             except TunnelClosed as e:
-                log.warning("tunnel[%d] %s: %s", self.index, self.url.netloc, e)
+                (log.debug if self.ls.stopping else log.warning)(
+                    "tunnel[%d] %s: %s", self.index, self.url.netloc, e)
             except asyncio.CancelledError:
                 raise
             except Exception:
