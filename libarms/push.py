@@ -285,6 +285,8 @@ class CallbackRunner:
         try:
             return await asyncio.wait_for(asyncio.shield(fut), timeout or self.timeout)
         except asyncio.TimeoutError:
+            # the late outcome is dropped (retrieved here so asyncio does not warn about it)
+            fut.add_done_callback(lambda f: f.cancelled() or f.exception())
             # the worker is stuck in this callback: move waiting work to a fresh thread
             old = self._q
             self._start()
