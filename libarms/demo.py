@@ -1,10 +1,12 @@
-"""``python -m libarms.demo``: the two-stage pull, end to end, on this machine.
+"""``python -m libarms.demo``: the two-stage pull and the push phase, end to end, on this machine.
 
 Starts the test server (in this process, or as an ``arms-testserver`` subprocess with
 ``--subprocess``) on free loopback ports with a temporary state directory, registers a demo
 device, and runs an :class:`~libarms.Agent` through the LS pull (stage-1 line: PPPoE) and the RS
 pull (stage-2 line from the LS answer: DHCP), printing every state change, line switch and
-config hand-over. ``--once`` exits 0 when the pull is done (non-zero on failure); without it
+config hand-over; then push wait over the https-tunnel, four pushes started through the REST
+API (md-command, read-status, ping, reboot) and the loop's end (libarms/demo_push.py).
+``--once`` exits 0 when all that worked (non-zero on failure); without it
 the server stays up until Ctrl-C so you can look at it with ``arms-testserver requests``.
 """
 
@@ -54,10 +56,23 @@ class DemoCallbacks(Callbacks):
         if 100 <= code < 200:
             say(f"log    [{code}] {message}")
 
+    # push phase (libarms.demo_push)
+    def md_command(self, module_id, command):
+        return f"module {module_id}: {command.decode()}: all interfaces up"
+
+    def get_status(self, module_id, request):
+        return f"module {module_id}: uptime 42 s"
+
+    def ping(self, dst, count, size):
+        from .callbacks import PingResult
+        return PingResult(count, 0)
+
 
 def _start_inprocess(state_dir):
+    from .testserver.pushservice import PushService
     from .testserver.server import TestServer
     srv = TestServer(state_dir).start()
+    srv.add_component(PushService(state_dir, methods=("https-tunnel",)))
     return srv, {"ls_url": srv.ls_url, "rs_url": srv.rs_url, "ca": srv.ca_path}, srv.stop
 
 
@@ -117,6 +132,9 @@ def main(argv=None) -> int:
         say(f"pull done in {ms:.1f} ms: RS {c.rs_endpoint}, {len(c.modules)} module(s), "
             f"SA certificate {'received' if c.sa_cert_pem else 'missing'}, "
             f"state blob {len(agent.dump_state())} bytes")
+        from .demo_push import run_push_demo
+        if run_push_demo(agent, DEMO_DIST, state_dir, say) != 0:
+            return 1
         if args.once:
             return 0
         say(f"test server keeps running (state in {state_dir}); Ctrl-C to stop")
