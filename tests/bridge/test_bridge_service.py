@@ -119,14 +119,16 @@ def test_missed_half_hours_are_backfilled_from_the_meter_history(make_sim, tmp_p
                                      if r.kind == "halfhour_normal_kwh"]) >= 7, 10)
     halfhours = {dt.datetime.fromisoformat(r.ts): r for r in store.all()
                  if r.kind == "halfhour_normal_kwh"}
-    expected = [first + dt.timedelta(minutes=30 * i) for i in range(7)]
-    assert sorted(halfhours) == expected                       # no gap, no duplicate
+    # The real clock may cross another boundary meanwhile: at least the 7 slots, contiguous.
+    expected = sorted(halfhours)
+    assert expected[:7] == [first + dt.timedelta(minutes=30 * i) for i in range(7)]
+    assert all(b - a == dt.timedelta(minutes=30) for a, b in zip(expected, expected[1:]))
     scaling = bridge2.session.meter.scaling
     for slot in expected:                                      # values are the meter's own
         assert halfhours[slot].value == str(scaling.kwh(sim.meter.raw(slot)))
-    assert {halfhours[t].source for t in expected[1:-1]} == {"backfill"}
+    assert {halfhours[t].source for t in expected[1:6]} == {"backfill"}
     reverse = [r for r in store.all() if r.kind == "halfhour_reverse_kwh"]
-    assert len(reverse) == 7
+    assert len(reverse) == len(expected)
 
 
 def test_half_hour_notification_is_stored_once_even_when_repeated(make_sim, tmp_path):
@@ -146,8 +148,9 @@ def test_half_hour_notification_is_stored_once_even_when_repeated(make_sim, tmp_
         assert wait_for(lambda: bridge.session.metrics["infc_answered"] >= 2, 10)
         assert bridge.session.metrics["notifications"] >= 2
     rows = halfhours()
-    assert len(rows) == 2 and rows[1].source == "notification"
-    assert len({r.ts for r in rows}) == 2
+    # One row per half hour although the INFC came twice (a real :00/:30 may add one more).
+    assert len(rows) in (2, 3) and len({r.ts for r in rows}) == len(rows)
+    assert sum(r.source == "notification" for r in rows) >= 1
 
 
 def test_queue_survives_reopen_and_ignores_duplicate_keys(tmp_path):
