@@ -438,6 +438,7 @@ class Session:
         version = evers[0] if evers else ""
         log.info("module firmware %s", version)
         if reset:
+            self.driver.echo_off = False         # SKRESET turns echo back on: expected now
             self._cmd("SKRESET")
             self.metrics["resets"] += 1
         self._cmd("SKSREG", "SFE", "0")
