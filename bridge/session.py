@@ -409,7 +409,14 @@ class Session:
     # -- SK level helpers ----------------------------------------------------------------------------
 
     def _cmd(self, *parts: str, timeout: Optional[float] = None, **kw):
-        return self.driver.command(sk.command(*parts), timeout=timeout, **kw)
+        """One SK command; FAIL ER09 (UART input error, §1.9) is retried once."""
+        for attempt in range(2):
+            try:
+                return self.driver.command(sk.command(*parts), timeout=timeout, **kw)
+            except ModuleError as exc:
+                if exc.code != 9 or attempt:
+                    raise
+                log.warning("%s: UART input error (ER09); sending it again", parts[0])
 
     def _sendto(self, data: bytes) -> None:
         """SKSENDTO to the meter (handle 1, port 3610, SEC 1); flips family once on ER05."""
