@@ -610,7 +610,9 @@ class Session:
                 self.state = S.CLOSED
                 self.ladder = LADDER.index("reopen")
             except (ModuleError, RequestTimeout, JoinFailed, ScanEmpty, RequestFailed,
-                    FrameError) as exc:
+                    FrameError, NotJoined) as exc:
+                if self.stop.is_set():
+                    raise NotJoined("stopping") from exc
                 log.warning("recovery step %r failed: %s", LADDER[self.ladder], exc)
                 if self.state is not S.CLOSED:
                     self.state = S.BACKOFF
