@@ -49,4 +49,5 @@ setup(
         ],
     },
     zip_safe=False,
+    **extra,
 )

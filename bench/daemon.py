@@ -1,7 +1,7 @@
 """armsd footprint: launch -> PUSH_WAIT, then 30 s in PUSH_WAIT with a heartbeat every second.
 
-Starts the test server in this process (LS, RS, push), a UDP socket standing in for the
-heartbeat server, and armsd as a subprocess. Reports, from /proc:
+Starts the test server in this process (LS, RS, push proxy with https-tunnel, heartbeat
+receiver) and armsd as a subprocess. Reports, from /proc:
 
 * launch -> PUSH_WAIT (ms): from ``Popen`` to armsd's log line entering PUSH_WAIT;
 * peak RSS (VmHWM) and steady RSS (VmRSS at the end of the window), KiB;
@@ -19,7 +19,6 @@ import glob
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -30,6 +29,8 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
+from libarms.testserver.heartbeat import HeartbeatReceiver  # noqa: E402
+from libarms.testserver.pushservice import PushService  # noqa: E402
 from libarms.testserver.server import TestServer  # noqa: E402
 
 DISTID = "0001-0000-0000-0000-0000-0000-0000-BE00"
@@ -77,31 +78,8 @@ def kib(v: str) -> int:
     return int(v.split()[0])
 
 
-class HeartbeatSink:
-    def __init__(self):
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.settimeout(0.5)
-        self.port = self.sock.getsockname()[1]
-        self.count = 0
-        self._stop = False
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self):
-        while not self._stop:
-            try:
-                self.sock.recv(2048)
-                self.count += 1
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-
-    def close(self):
-        self._stop = True
-        self.thread.join(2)
-        self.sock.close()
+def hb_count(rx) -> int:
+    return int(rx.counters.get("accepted", 0))
 
 
 def start_armsd(workdir: str, server: TestServer) -> tuple:
@@ -149,13 +127,16 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=30.0)
     ap.add_argument("--runs", type=int, default=3, help="launches measured for launch->PUSH_WAIT")
     args = ap.parse_args()
-    sink = HeartbeatSink()
     with tempfile.TemporaryDirectory(prefix="armsd-bench-") as tmp:
-        server = TestServer(os.path.join(tmp, "server")).start()
+        sd = os.path.join(tmp, "server")
+        server = TestServer(sd).start()
+        server.add_component(PushService(sd, token="bench", methods=("https-tunnel",)))
+        rx = HeartbeatReceiver()
+        server.add_component(rx)
         try:
             server.add_device(DISTID, LS_KEY, service={
                 "modules": [{"id": 1, "version": "1", "info": "bench", "config": "x\n"}],
-                "heartbeat": [{"host": "127.0.0.1", "port": sink.port,
+                "heartbeat": [{"host": "127.0.0.1", "port": rx.port,
                                "passphrase": "bench-pass", "interval": 1}]})
             launches = []
             for i in range(max(1, args.runs)):
@@ -169,14 +150,13 @@ def main() -> int:
             # the last armsd stays for the steady-state window
             pid = proc.pid
             time.sleep(1.0)                       # let the first heartbeat round settle
-            hb0, cpu0, cs0, w0 = sink.count, cpu_ticks(pid), ctx_switches(pid), time.monotonic()
+            hb0, cpu0, cs0, w0 = hb_count(rx), cpu_ticks(pid), ctx_switches(pid), time.monotonic()
             time.sleep(args.seconds)
-            hb1, cpu1, cs1, w1 = sink.count, cpu_ticks(pid), ctx_switches(pid), time.monotonic()
+            hb1, cpu1, cs1, w1 = hb_count(rx), cpu_ticks(pid), ctx_switches(pid), time.monotonic()
             st = proc_status(pid)
             stop(proc)
         finally:
             server.stop()
-            sink.close()
     window = w1 - w0
     cpu_pct = (cpu1 - cpu0) / CLK_TCK / window * 100.0
     wakeups = (cs1 - cs0) / window

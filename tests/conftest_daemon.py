@@ -21,9 +21,11 @@ class Hooks:
 
     def make(self, name: str, body: str = "exit 0") -> str:
         path = os.path.join(self.dir, name)
+        # One printf = one write(2) to an O_APPEND file: lines of hooks that run at the same
+        # time (the state hook has a thread of its own) never interleave.
         script = "#!/bin/sh\n" \
-                 f"{{ printf '%s ' '{name}'; for a in \"$@\"; do printf '[%s]' \"$a\"; done; " \
-                 f"printf ' env=%s\\n' \"$ARMS_DISTRIBUTION_ID\"; }} >> '{self.log}'\n" \
+                 f"_l='{name} '; for a in \"$@\"; do _l=\"$_l\"$(printf '[%s]' \"$a\"); done\n" \
+                 f"printf '%s env=%s\\n' \"$_l\" \"$ARMS_DISTRIBUTION_ID\" >> '{self.log}'\n" \
                  + textwrap.dedent(body) + "\n"
         with open(path, "w") as f:
             f.write(script)

@@ -132,8 +132,24 @@ def test_remove_module_runs_stop_and_deletes_files_unless_stopping(tmp_path, hoo
 def test_state_change_runs_hook_with_state_names(tmp_path, hooks):
     cb = make(tmp_path, {"script-state-changed": hooks.make("state", "exit 3")})
     cb.state(State.RSPULL, State.PULLDONE)
-    assert hooks.calls("state") == [f"[RSPULL][PULLDONE] env={DISTID}"]
-    assert cb.tracker.state == State.PULLDONE
+    cb.state(State.PULLDONE, State.PUSH_SENDREADY)
+    assert cb.flush_state_hooks(30)
+    assert hooks.calls("state") == [f"[RSPULL][PULLDONE] env={DISTID}",
+                                   f"[PULLDONE][PUSH_SENDREADY] env={DISTID}"]
+    assert cb.tracker.state == State.PUSH_SENDREADY
+
+
+def test_a_slow_state_hook_does_not_hold_up_the_agent(tmp_path, hooks):
+    # The hook waits for a file the test creates only after state() has returned: were the
+    # hook run synchronously, state() would block until the hook timed out and was killed.
+    release = os.path.join(hooks.dir, "release")
+    body = (f"i=0; while [ ! -e '{release}' ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done; "
+            f"[ -e '{release}' ] && echo released >> '{hooks.log}'")
+    cb = make(tmp_path, {"script-state-changed": hooks.make("state", body)}, timeout="5")
+    cb.state(State.PUSH_SENDREADY, State.PUSH_WAIT)
+    open(release, "w").close()
+    assert cb.flush_state_hooks(30)
+    assert hooks.calls() == [f"state [PUSH_SENDREADY][PUSH_WAIT] env={DISTID}", "released"]
 
 
 def test_md_command_passes_request_file_and_returns_result_file(tmp_path, hooks):

@@ -2,7 +2,6 @@
 
 import logging
 import os
-import time
 
 from conftest_daemon import DISTID, hooks  # noqa: F401  (fixture)
 
@@ -36,10 +35,8 @@ def test_hanging_hook_is_terminated_after_the_timeout(hooks):
     # The hook ignores nothing: SIGTERM ends it; its child sleep is in the same group.
     pidfile = os.path.join(hooks.dir, "child.pid")
     path = hooks.make("h", f"sleep 60 & echo $! > '{pidfile}'; wait")
-    started = time.monotonic()
     res = HookRunner(DISTID, timeout=0.5, kill_grace=2).run("script-x", path)
     assert res.status == "timeout"
-    assert time.monotonic() - started < 30
     child = int(open(pidfile).read())
     _wait_gone(child)
 
@@ -55,10 +52,12 @@ def test_background_child_holding_stdout_does_not_block_armsd(hooks):
     pidfile = os.path.join(hooks.dir, "bg.pid")
     path = hooks.make("h", f"sleep 30 & echo $! > '{pidfile}'; exit 129")
     res = HookRunner(DISTID, timeout=20).run("script-x", path)
+    child = int(open(pidfile).read())
     try:
-        assert res.returncode == 129 and res.elapsed < 20
+        assert res.returncode == 129
+        os.kill(child, 0)      # still running: armsd did not wait for it to close stdout
     finally:
-        os.kill(int(open(pidfile).read()), 9)
+        os.kill(child, 9)
 
 
 def test_stderr_lines_are_logged_as_warnings_without_secrets(hooks, caplog):

@@ -93,3 +93,41 @@ def test_restart_restores_the_state_and_skips_the_ls(conf, hooks, server):
         second.stop()
     assert len(server.db.requests(DISTID, "rs-solicitation")) == ls_requests
     assert "[RSPULL][PULLDONE]" in "\n".join(hooks.calls("state"))
+
+
+def test_sigkill_while_a_new_config_is_applied_leaves_the_old_one_then_restart_applies_new(
+        conf, hooks, server, tmp_path):
+    running = tmp_path / "work" / "running-config" / "1001"
+    first = Armsd(conf)
+    try:
+        first.wait_for("state saved", 60)
+    finally:
+        first.signal(signal.SIGTERM)
+        first.wait(60)
+        first.stop()
+    old = running.read_bytes()
+    new_config = "hostname fake-sa-v2\n" + "x" * 200_000 + "\n"
+    server.db.set_service(DISTID, modules=[dict(MODULES[0], version="2.0.0", config=new_config),
+                                           MODULES[1]])
+    # script-start of module 1001 now waits until the test lets it go (bounded: 20 s)
+    release = tmp_path / "release"
+    hooks.make("start", f'[ "$1" = 1001 ] && {{ i=0; while [ ! -e "{release}" ] && '
+                        f'[ $i -lt 400 ]; do sleep 0.05; i=$((i+1)); done; }}; exit 0')
+    second = Armsd(conf, "-v")
+    try:
+        second.wait_for("hook script-start: run", 60)
+        second.signal(signal.SIGKILL)
+        assert second.wait(30) == -signal.SIGKILL
+    finally:
+        release.touch()
+        second.stop()
+    assert running.read_bytes() == old               # old, complete
+    third = Armsd(conf)
+    try:
+        third.wait_for("state saved", 60)
+    finally:
+        third.signal(signal.SIGTERM)
+        third.wait(60)
+        third.stop()
+    assert running.read_text() == new_config          # new, complete
+    assert not os.listdir(tmp_path / "work" / "tmp")

@@ -82,6 +82,51 @@ def as_text(data: bytes) -> str:
     return bytes(data).translate(_TEXT_TABLE).decode("ascii")
 
 
+class _StateHookWorker:
+    """Runs ``script-state-changed`` in order on a thread of its own: its exit status is ignored,
+    so the agent (which reports state changes from inside its I/O loop) never waits for it."""
+
+    MAX_PENDING = 64
+
+    def __init__(self, runner: HookRunner):
+        import queue
+        import threading
+        self.runner = runner
+        self._q: "queue.Queue" = queue.Queue()
+        self._pending = 0
+        self._cv = threading.Condition()
+        self._thread = threading.Thread(target=self._work, name="armsd-state-hook", daemon=True)
+        self._thread.start()
+
+    def submit(self, path: str, args: list, timeout: float, kill_grace: float) -> None:
+        with self._cv:
+            if self._pending >= self.MAX_PENDING:
+                log.warning("script-state-changed %s skipped: %d runs still pending",
+                            " ".join(args), self._pending)
+                return
+            self._pending += 1
+        self._q.put((path, args, timeout, kill_grace))
+
+    def _work(self) -> None:
+        while True:
+            path, args, timeout, grace = self._q.get()
+            try:
+                self.runner.kill_grace = grace
+                res = self.runner.run("script-state-changed", path, args, timeout=timeout)
+                if not res.ok:
+                    log.debug("script-state-changed %s (ignored)", res.describe())
+            except Exception:
+                log.exception("script-state-changed could not run")
+            finally:
+                with self._cv:
+                    self._pending -= 1
+                    self._cv.notify_all()
+
+    def flush(self, timeout: float) -> bool:
+        with self._cv:
+            return self._cv.wait_for(lambda: self._pending == 0, timeout)
+
+
 class StateTracker:
     """The agent's current state, for log lines."""
 
@@ -108,6 +153,7 @@ class ArmsdCallbacks(Callbacks):
         self._pulled: set = set()     # ids delivered by the current pull
         self._linux = None
         self._dummy = None
+        self._state_hooks: Optional[_StateHookWorker] = None
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -293,9 +339,20 @@ class ArmsdCallbacks(Callbacks):
         self.tracker.state = new
         log.debug("state %s -> %s", old.name, new.name)
         self._phase_proxy(new)
-        res = self._hook("script-state-changed", [old.name, new.name])
-        if res is not None and not res.ok:
-            log.debug("script-state-changed %s (ignored)", res.describe())
+        path = self.cfg.script("script-state-changed")
+        if path:
+            self._state_worker().submit(path, [old.name, new.name], self.cfg.timeout,
+                                        self.cfg.timeout_kill)
+
+    def _state_worker(self) -> "_StateHookWorker":
+        if self._state_hooks is None:
+            self._state_hooks = _StateHookWorker(
+                HookRunner(self.runner.distribution_id, redact=self.redact))
+        return self._state_hooks
+
+    def flush_state_hooks(self, timeout: float = 30.0) -> bool:
+        """Wait (bounded) until every queued script-state-changed run has finished."""
+        return self._state_hooks is None or self._state_hooks.flush(timeout)
 
     def _phase_proxy(self, new: State) -> None:
         cfg = self.cfg

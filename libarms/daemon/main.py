@@ -374,6 +374,7 @@ class Armsd:
 
     def _finish(self, code: int, reboot_script: bool) -> int:
         self._end_agent()
+        self.callbacks.flush_state_hooks()
         if reboot_script:
             res = self.callbacks._hook("script-reboot")
             if res is not None:
@@ -388,6 +389,7 @@ class Armsd:
                                                                    State.RSPULL, State.BOOT_FAIL):
             self._save_state()
         self._end_agent()
+        self.callbacks.flush_state_hooks()
         log.info("stopped by %s", signal.Signals(self.stop_signal).name
                  if self.stop_signal else "request")
         return EXIT_OK
