@@ -470,7 +470,11 @@ class Session:
             log.info("module family %s (EINFO 5th field %r, firmware %s)", family, fifth, version)
         self._output_mode()
         if self.dialect.family == "C":
-            self._cmd("SKSREG", "SA2", "0")
+            try:
+                self._cmd("SKSREG", "SA2", "0")     # pin the 10-token ERXUDP layout
+            except ModuleError as exc:
+                # Not fatal: the reader accepts ERXUDP with or without the RSSI token.
+                log.info("module refused SKSREG SA2 0 (%s); ERXUDP may carry RSSI", exc)
         pwd = self.cfg.password
         self._cmd("SKSETPWD", f"{len(pwd):X}", pwd)
         self._cmd("SKSETRBID", self.cfg.rbid)
