@@ -243,6 +243,8 @@ class Session:
         self._reauth_deadline = 0.0
         self._kick = threading.Event()
         self._opened_once = False
+        #: Optional callable: True makes connect() give up at once (a config reload is pending).
+        self.interrupt: Optional[Callable[[], bool]] = None
         #: Optional callable giving the device path to (re)open (pyudev discovery), or None.
         self.resolve_port: Optional[Callable[[], Optional[str]]] = None
         self.instance_list_seen = False
@@ -596,6 +598,8 @@ class Session:
                 return
             if self.stop.is_set():
                 raise NotJoined("stopping")
+            if self.interrupt is not None and self.interrupt():
+                raise NotJoined("interrupted (new settings to apply)")
             if deadline is not None and time.monotonic() > deadline:
                 raise NotJoined("could not establish a B-route session in time")
             try:

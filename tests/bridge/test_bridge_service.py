@@ -11,7 +11,8 @@ import pytest
 
 from bridge import meter as m
 from bridge.mdcommand import MeterCallbacks, MeterCommands
-from bridge.service import ControlServer, main, query
+from bridge.config import load
+from bridge.service import Bridge, ControlServer, main, query
 from bridge.sim import MeterConfig, Timing
 from bridge.store import Store
 from bridge.upload import Uploader
@@ -208,3 +209,30 @@ def test_sample_config_loads_and_bad_configs_say_what_is_wrong(tmp_path):
         bad.write_text(text)
         with pytest.raises(ConfigError, match=re.escape(why)):
             load(str(bad))
+
+
+def test_sighup_reload_fixes_a_wrong_password_without_a_restart(make_sim, tmp_path):
+    sim = make_sim("bp35c2", meter=MeterConfig(power_override=77))
+    conf = tmp_path / "bridge.conf"
+
+    def write(password, interval):
+        conf.write_text(f"[serial]\nport = {sim.path}\ndrain_time = 0.02\noutput_mode = keep\n"
+                        f"[broute]\nid = 0123456789ABCDEF0123456789ABCDEF\npassword = {password}\n"
+                        f"join_timeout = 2\nrequest_timeout = 1\nmin_request_gap = 0\n"
+                        f"backoff = 0.05 0.1\ninstance_list_wait = 0.2\n"
+                        f"[poll]\ninterval = {interval}\n[bridge]\nstate_dir = {tmp_path / 'st'}\n")
+    write("WRONGPASSWRD", 3600)
+    bridge = Bridge(load(str(conf)))
+    with Runner(bridge):
+        assert wait_for(lambda: bridge.session.metrics["joins"] >= 2, 10)   # keeps failing
+        assert not bridge.session.joined
+        write("0A1B2C3D4E5F", 0.05)
+        bridge.request_reload(str(conf))                 # what SIGHUP does
+        assert bridge.joined_event.wait(10)
+        assert bridge.cfg.poll_interval == 0.05
+        assert wait_for(lambda: bridge.polls >= 3, 10)
+        conf.write_text("[broute]\nid = broken\n")       # a bad file is refused, nothing stops
+        bridge.request_reload(str(conf))
+        polls = bridge.polls
+        assert wait_for(lambda: bridge.polls > polls + 2, 10)
+        assert bridge.cfg.session.password == "0A1B2C3D4E5F"
