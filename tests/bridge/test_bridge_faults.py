@@ -163,3 +163,15 @@ def test_dongle_coming_back_under_another_device_name_is_found_again(joined, mak
     s.resolve_port = lambda: other.path
     assert read_power(s) == 321
     assert s.driver.port == other.path
+
+
+def test_a_notification_never_completes_a_pending_get(joined):
+    sim, s = joined(timing=Timing(late_reply_delay=2.5))
+    notes = []
+    s.on_notification = notes.append
+    sim.late_reply(1)                      # the answer to the first Get EA comes too late...
+    sim.advance_clock(1800)                # ...while the meter's EA notification arrives
+    frame = s.get([m.FIXED_NORMAL])
+    assert frame.esv == Esv.GET_RES and frame.tid not in {n.tid for n in notes}
+    assert len(notes) >= 1 and s.metrics["request_timeouts"] >= 1
+    assert notes[0].esv == Esv.INFC and s.metrics["infc_answered"] >= 1
