@@ -26,7 +26,8 @@ setup(
     license="BSD-2-Clause",
     python_requires=">=3.11",
     packages=find_packages(include=["libarms", "libarms.*", "bridge", "bridge.*"]),
-    package_data={"libarms.testserver": ["static/*"], "libarms.daemon": ["data/*"]},
+    package_data={"libarms.testserver": ["static/*"], "libarms.daemon": ["data/*"],
+                  "bridge": ["broute-bridge.conf.sample", "armsd-command-hook"]},
     setup_requires=["cffi>=1.15"],
     install_requires=[
         "cffi>=1.15",
@@ -48,4 +49,5 @@ setup(
         ],
     },
     zip_safe=False,
+    **extra,
 )

@@ -86,6 +86,7 @@ def load(path: str) -> BridgeConfig:
         password=password,
         scan_durations=tuple(int(x) for x in _floats(get("broute", "scan_durations", "6 7 8"))),
         join_timeout=get("broute", "join_timeout", 60.0, float),
+        reauth_timeout=get("broute", "reauth_timeout", 30.0, float),
         request_timeout=get("broute", "request_timeout", 20.0, float),
         request_retries=get("broute", "request_retries", 3, int),
         retry_gap=get("broute", "retry_gap", 5.0, float),

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import threading
 from typing import Callable, Iterable, Optional
 
 log = logging.getLogger("bridge.discovery")

@@ -43,7 +43,8 @@ def open_serial(port: str, baudrate: int = 115200) -> serial.Serial:
     ser.timeout = 0.1
     ser.write_timeout = 5
     ser.exclusive = True
-    ser.dtr = False
+    ser.dtr = False            # DTR left deasserted; RTS only matters with flow control (§1.2)
+    ser.rts = False
     ser.open()
     return ser
 
@@ -195,10 +196,11 @@ class SkDriver:
             raise PortGone(f"write to {self.port} failed: {exc}") from exc
 
     def command(self, line: bytes, timeout: Optional[float] = None,
-                until_address: bool = False) -> list:
+                until_address: bool = False, log_as: Optional[str] = None) -> list:
         """Send one command; return its response records up to and including ``Ok``.
 
-        ``until_address``: complete on the IPADDR line (SKLL64 has no OK). Raises
+        ``until_address``: complete on the IPADDR line (SKLL64 has no OK). ``log_as``: what to
+        log instead of the raw bytes (SKSENDTO carries binary data). Raises
         :class:`ModuleError` on FAIL, :class:`RequestTimeout`, :class:`PortGone`,
         :class:`UnsupportedModule`.
         """
@@ -213,9 +215,7 @@ class SkDriver:
                 if stale is _GONE:
                     raise PortGone(self.gone or "port closed")
                 log.debug("stale response dropped before %s: %r", name, stale)
-            log.debug("-> %s", sk.masked(line) if not line.startswith(b"SKSENDTO") else
-                      line[:line.rfind(b" ", 0, 90) if len(line) > 90 else len(line)].decode(
-                          "ascii", "replace") + " <data>")
+            log.debug("-> %s", log_as or sk.masked(line))
             self.counters["commands"] += 1
             self._write(line)
             deadline = time.monotonic() + timeout

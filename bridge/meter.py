@@ -95,7 +95,7 @@ def _s16(raw: int) -> Optional[Decimal]:
     if raw in _INVALID_S16:
         return None
     value = raw - 0x10000 if raw & 0x8000 else raw
-    return Decimal(value) / 10
+    return Decimal(value).scaleb(-1)
 
 
 def decode_currents(edt: bytes) -> tuple[Optional[Decimal], Optional[Decimal]]:

@@ -59,6 +59,8 @@ class Bridge:
         self._ondemand: "queue.Queue" = queue.Queue()
         self._next_fast = 0.0
         self._next_slow = 0.0
+        self._next_prune = 0.0
+        self._clock_checked = None
         self.polls = 0
         self.exit_code = 0
         self.joined_event = threading.Event()
@@ -116,10 +118,10 @@ class Bridge:
         info = self.session.meter
         latest_frame = self.session.initial_values
         latest = None
+        last = self.store.last_ts("halfhour_normal_kwh")       # before storing the new EA
         if latest_frame is not None and latest_frame.get(m.FIXED_NORMAL):
             latest, _ = m.decode_fixed_time(latest_frame.get(m.FIXED_NORMAL))
             self._save(self._instant(latest_frame, "poll"))
-        last = self.store.last_ts("halfhour_normal_kwh")
         if latest is None or last is None:
             return 0
         last_dt = dt.datetime.fromisoformat(last)
@@ -223,13 +225,43 @@ class Bridge:
                 return when.date()
         return dt.datetime.now(m.JST).date()
 
+    def check_clock(self) -> Optional[float]:
+        """Compare the meter's clock (97/98) with ours once per session and log drift (§4.6)."""
+        if not {m.CURRENT_TIME, m.CURRENT_DATE} <= self.session.meter.get_map:
+            return None
+        frame = self.session.get([m.CURRENT_TIME, m.CURRENT_DATE])
+        t, d = frame.get(m.CURRENT_TIME), frame.get(m.CURRENT_DATE)
+        if not t or not d or len(t) != 2 or len(d) != 4:
+            return None
+        try:
+            meter_now = dt.datetime(int.from_bytes(d[:2], "big"), d[2], d[3], t[0], t[1],
+                                    tzinfo=m.JST)
+        except ValueError:
+            log.warning("meter reports an invalid date/time %s %s", d.hex(), t.hex())
+            return None
+        drift = (meter_now - dt.datetime.now(m.JST).replace(second=0, microsecond=0)).total_seconds()
+        self.session.metrics["clock_drift_s"] = drift
+        if abs(drift) > 120:
+            log.warning("meter clock differs from ours by %+.0f s; half-hour values carry the "
+                        "meter's time", drift)
+        return drift
+
     # -- on-demand reads (md-command) --------------------------------------------------------------
 
     def read_now(self, epcs: Sequence[int], timeout: float = 60.0) -> dict:
         """Read ``epcs`` live from the meter (thread-safe); EPC -> decoded value or None."""
+        state = self.session.state
+        if state not in (State.JOINED, State.REAUTH, State.THROTTLED):
+            raise NotJoined(f"no B-route session at the moment (state {state.value}); "
+                            f"the bridge is reconnecting")
         fut: concurrent.futures.Future = concurrent.futures.Future()
         self._ondemand.put((tuple(epcs), fut))
-        return fut.result(timeout)
+        try:
+            return fut.result(timeout)
+        except concurrent.futures.TimeoutError:
+            fut.cancel()
+            raise BridgeError(f"the meter did not answer within {timeout:g} s "
+                              f"(session state {self.session.state.value})") from None
 
     def _serve_ondemand(self) -> None:
         for _ in range(100):
@@ -289,6 +321,12 @@ class Bridge:
                 if now >= self._next_slow:
                     self._next_slow = now + self.cfg.energy_interval
                     self.poll_once(SLOW)
+                    if self._clock_checked != self.session.metrics["session_since"]:
+                        self._clock_checked = self.session.metrics["session_since"]
+                        self.check_clock()
+                if now >= self._next_prune:
+                    self._next_prune = now + 3600
+                    self.store.prune(self.cfg.keep_uploaded_days * 86400)
                 wait = min(self._next_fast, self._next_slow) - time.monotonic()
                 self.session.pump(max(0.0, min(wait, 0.2)))
             except UnsupportedModule as exc:
@@ -306,6 +344,19 @@ class Bridge:
             self.stop.set()
             self.uploader.join()
         return self.exit_code
+
+    def shutdown(self) -> None:
+        """Ask run() to return (thread- and signal-safe)."""
+        self.stop.set()
+        self.session.kick()
+
+    def hotplug(self, action: str, port) -> None:
+        """pyudev hint: a Wi-SUN dongle appeared; retry the port now instead of after the backoff."""
+        if action == "add" and not self.session.joined:
+            if self.cfg.discover and port.device != self.session.driver.port:
+                log.info("switching to newly plugged dongle %s", port.device)
+                self.session.driver.port = port.device
+            self.session.kick()
 
     def _fail_ondemand(self) -> None:
         for _ in range(1000):
@@ -401,6 +452,9 @@ def main(argv=None) -> int:
     ap.add_argument("--query", metavar="COMMAND",
                     help="send an md-command such as 'meter get E7 E8' to the running bridge "
                          "through its control socket, print the answer and exit (exit 1 on error)")
+    ap.add_argument("--hook", nargs=3, metavar=("MODULE_ID", "REQUESTFILE", "RESULTFILE"),
+                    help="armsd script-command hook: run the md-command in REQUESTFILE on the "
+                         "running bridge, write the answer to RESULTFILE; exit 1 if it failed")
     ap.add_argument("--list-ports", action="store_true",
                     help="list Wi-SUN dongles pyudev can see and exit")
     ap.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -419,12 +473,27 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else getattr(logging, cfg.log_level,
                                                                          logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    if args.query:
+    if args.query or args.hook:
         if not cfg.control_socket:
             print("broute-bridge: no [bridge] control_socket configured", file=sys.stderr)
             return 2
-        ok, out = query(cfg.control_socket, args.query)
-        print(out)
+        try:
+            if args.hook:
+                with open(args.hook[1], "rb") as fh:
+                    command = fh.read(4096).decode("ascii", "replace").strip()
+            else:
+                command = args.query
+            ok, out = query(cfg.control_socket, command)
+        except OSError as exc:
+            out = json.dumps({"error": f"cannot reach the running bridge at "
+                                       f"{cfg.control_socket}: {exc}"})
+            ok = False
+            print(f"broute-bridge: {out}", file=sys.stderr)
+        if args.hook:
+            with open(args.hook[2], "w", encoding="ascii", errors="replace") as fh:
+                fh.write(out)
+        else:
+            print(out)
         return 0 if ok else 1
     if getattr(cfg, "secrets_exposed", False):
         log.warning("%s is readable by group/others but holds the B-route password; chmod 600 it",
@@ -441,14 +510,25 @@ def main(argv=None) -> int:
         cfg.session.port = ports[0].device
         log.info("discovered %s (%s)", ports[0].device, ports[0].description)
     bridge = Bridge(cfg)
+    if cfg.discover and not args.port:
+        from .discovery import find_ports
+
+        def resolve():
+            found = find_ports()
+            return found[0].device if found else None
+        bridge.session.resolve_port = resolve
     from .mdcommand import MeterCommands
     control = None
     if cfg.control_socket:
         control = ControlServer(cfg.control_socket, MeterCommands(bridge)).start()
-    signal.signal(signal.SIGTERM, lambda *a: bridge.stop.set())
-    signal.signal(signal.SIGINT, lambda *a: bridge.stop.set())
+    signal.signal(signal.SIGTERM, lambda *a: bridge.shutdown())
+    signal.signal(signal.SIGINT, lambda *a: bridge.shutdown())
+    from .discovery import Watcher
+    watcher = Watcher(bridge.hotplug)
+    watcher.start()
     try:
         return bridge.run()
     finally:
+        watcher.stop()
         if control:
             control.close()

@@ -241,6 +241,10 @@ class Session:
         self._last_request = 0.0
         self._consecutive_failures = 0
         self._reauth_deadline = 0.0
+        self._kick = threading.Event()
+        self._opened_once = False
+        #: Optional callable giving the device path to (re)open (pyudev discovery), or None.
+        self.resolve_port: Optional[Callable[[], Optional[str]]] = None
         self.instance_list_seen = False
         self.initial_values: Optional[Frame] = None
         self.metrics = {"rejoins": 0, "rescans": 0, "resets": 0, "reopens": 0, "joins": 0,
@@ -413,7 +417,8 @@ class Session:
         for attempt in range(2):
             header = self.dialect.sendto_header(self.pan.ipaddr, len(data))
             try:
-                self.driver.command(header + data, timeout=self.cfg.command_timeout + 5)
+                self.driver.command(header + data, timeout=self.cfg.command_timeout + 5,
+                                    log_as=header.decode() + data.hex().upper())
                 return
             except ModuleError as exc:
                 if exc.code == 5 and attempt == 0 and not self.family_fixed:
@@ -606,16 +611,23 @@ class Session:
             delay = self.cfg.backoff[min(failures - 1, len(self.cfg.backoff) - 1)]
             delay *= 1 + self.cfg.jitter * (2 * self.rng.random() - 1)
             log.info("next recovery step %r in %.2f s", LADDER[self.ladder], delay)
-            self.stop.wait(max(0.0, delay))
+            self._kick.wait(max(0.0, delay))
+            self._kick.clear()
 
     def _attempt(self) -> None:
         step = LADDER[self.ladder]
         if self.state is S.CLOSED or step == "reopen":
             self.driver.close()
-            if self.state is not S.CLOSED:
+            if self._opened_once:
                 self.metrics["reopens"] += 1
             self.state = S.CLOSED
+            if self.resolve_port is not None:
+                port = self.resolve_port()
+                if port and port != self.driver.port:
+                    log.info("serial port is now %s (was %s)", port, self.driver.port)
+                    self.driver.port = port
             self.driver.open()
+            self._opened_once = True
             self.fire(E.OPENED)
             self._initialise_and_join(reset=self.cfg.reset_on_start or step == "reopen")
             return
@@ -677,6 +689,10 @@ class Session:
         self.pan = self.scan()
         self.join()
 
+    def kick(self) -> None:
+        """Cut the current backoff wait short (stop requested, or the dongle was plugged back)."""
+        self._kick.set()
+
     def close(self) -> None:
         self.driver.close()
         self.state = S.CLOSED
@@ -724,6 +740,8 @@ class Session:
                 raise
             finally:
                 self._pending = None
+            if self.stop.is_set():
+                raise NotJoined("bridge stopping")
             if self._response is not None:
                 self._consecutive_failures = 0
                 return self._response

@@ -293,26 +293,27 @@ class Reader:
             return Garbage("\n".join(lines).encode(), f"EPANDESC without a valid {exc}")
 
     def _erxudp(self):
-        """Parse an ERXUDP record at the buffer start; None = need more bytes or not parseable."""
+        """Parse an ERXUDP record at the buffer start.
+
+        Returns the record, ``_NEED`` (wait for more bytes) or None (not a valid ERXUDP: the
+        line path turns it into Garbage). The header is split in one go; the DATALEN token is
+        the first 4-hex-digit token after SENDERLLA (§1.10.3).
+        """
         buf = self._buf
-        pos = 7
-        tokens = []
-        while True:
-            sp = buf.find(b" ", pos, pos + 48)
-            eol = _find_eol(buf, pos, pos + 48)
-            if sp < 0 or (0 <= eol < sp):
-                if eol >= 0 or len(buf) - pos >= 48:
-                    return None   # a line-level record (malformed) -> line path
-                return _NEED if len(buf) < MAX_LINE else None
-            tok = bytes(buf[pos:sp])
+        head = bytes(buf[:_ERXUDP_HEAD_MAX])
+        parts = head.split(b" ")
+        # parts[k] is DATALEN when it is followed by a space (k < len(parts) - 1).
+        k = next((i for i in range(7, min(10, len(parts) - 1)) if len(parts[i]) == 4), None)
+        if k is None:
+            if len(parts) - 1 < 10 and len(head) < _ERXUDP_HEAD_MAX and _find_eol(head) < 0:
+                return _NEED
+            return None
+        header = parts[1:k + 1]
+        for tok in header:
             if not tok or not _HEX.match(tok.replace(b":", b"")):
                 return None
-            tokens.append(tok.decode())
-            pos = sp + 1
-            if len(tokens) > 5 and len(tok) == 4:
-                break
-            if len(tokens) > 9:
-                return None
+        tokens = [t.decode() for t in header]
+        pos = sum(len(p) + 1 for p in parts[:k + 1])
         sender, dest, rport, lport, mac = tokens[:5]
         shorts = tokens[5:-1]
         datalen = int(tokens[-1], 16)
@@ -341,10 +342,14 @@ class Reader:
                 if len(buf) - pos > 2 * MAX_DATALEN + 2:
                     return None
                 return _NEED
-            hexdata = bytes(buf[pos:end])
-            if len(hexdata) != 2 * datalen or not (_HEX.match(hexdata) or datalen == 0):
+            if end - pos != 2 * datalen:
                 return None
-            data = bytes.fromhex(hexdata.decode())
+            try:
+                data = bytes.fromhex(buf[pos:end].decode("ascii"))
+            except ValueError:
+                return None
+            if len(data) != datalen:          # fromhex skips blanks: "1 8 1 0" is not 4 bytes
+                return None
             del buf[:end + 1]
             binary = False
         else:
@@ -358,6 +363,8 @@ class Reader:
 
 
 _NEED = object()
+#: ERXUDP header up to and including DATALEN and its space: 7+40+40+5+5+17+3+2+2+5 < 160 bytes.
+_ERXUDP_HEAD_MAX = 160
 
 
 def _find_eol(buf, start: int = 0, end: Optional[int] = None) -> int:

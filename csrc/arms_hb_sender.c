@@ -228,17 +228,21 @@ static void *sender_main(void *arg)
                 wait_until(&s->cond, &s->lock, req_at);
             if (s->stopping)
                 break;
-            this_req = ++s->request_seq;
-            s->stats.requests++;
+            if (s->paused != 2) {
+                this_req = ++s->request_seq;
+                s->stats.requests++;
+                pthread_cond_broadcast(&s->req_cond);
+            }
             asked = 1;
-            pthread_cond_broadcast(&s->req_cond);
         }
         while (!s->stopping && mono_ns() < deadline)
             wait_until(&s->cond, &s->lock, deadline);
         if (s->stopping)
             break;
         s->stats.rounds++;
-        if (s->stats_cb != NULL) {
+        if (s->paused == 2) {
+            /* a configure is running: no callback, no datagram (arms-agent.md 1.6 step 1) */
+        } else if (s->stats_cb != NULL) {
             arms_hb_stats_fn cb = s->stats_cb;
             void *cbarg = s->stats_arg;
             memset(&pkt, 0, sizeof pkt);
@@ -314,7 +318,7 @@ void arms_hb_sender_stop(struct arms_hb_sender *s)
 void arms_hb_sender_pause(struct arms_hb_sender *s, int paused)
 {
     pthread_mutex_lock(&s->lock);
-    s->paused = paused != 0;
+    s->paused = paused < 0 ? 0 : paused > 2 ? 2 : paused;
     pthread_mutex_unlock(&s->lock);
 }
 

@@ -25,7 +25,8 @@
  * does not shift the next. A round whose deadline has passed by more than one interval (the
  * machine was suspended) restarts the schedule from now instead of bursting.
  *
- * Paused (arms_hb_stop in libarms): requests / callbacks go on every interval, nothing is sent.
+ * Paused (arms_hb_stop in libarms): requests / callbacks go on every interval, nothing is sent;
+ * held (a configure is running): neither callbacks nor datagrams, the schedule keeps running.
  * Servers whose address family differs from the `family` filter are skipped silently; a server
  * whose host is not a numeric address counts one error per round (libarms sends nothing to it
  * either). Sends are non-blocking; failures are counted, never retried.
@@ -124,7 +125,9 @@ int arms_hb_sender_start(struct arms_hb_sender *s);
  * The sender can be started again. */
 void arms_hb_sender_stop(struct arms_hb_sender *s);
 
-/* arms_hb_sender_pause: non-zero pauses sending (statistics are still requested), 0 resumes. */
+/* arms_hb_sender_pause: 1 pauses sending while statistics are still requested (libarms'
+ * arms_hb_stop); 2 also stops asking for statistics (a configure is running, arms-agent.md 1.6
+ * step 1); 0 resumes. The schedule keeps running either way. */
 void arms_hb_sender_pause(struct arms_hb_sender *s, int paused);
 
 /* arms_hb_sender_is_running: thread started and not paused. */

@@ -251,8 +251,9 @@ class Agent:
         if seconds >= left:
             self._wake.wait(max(0.0, left))
             raise _Timeout()
-        if seconds > 0:
-            self._wake.wait(seconds)
+        if seconds > 0 and self._wake.wait(seconds):
+            self._last_error = "pull interrupted by end()"
+            raise _Timeout()
 
     def _note_verified(self) -> None:
         """A verified server contact: raise the time floor to the clock when the clock is sane."""
@@ -396,7 +397,8 @@ class Agent:
             r = self._pull_loop()
         except _Timeout:
             r = Err.ETIMEOUT
-            self._last_error = f"total pull timeout of {timeout} s expired"
+            self._last_error = ("pull interrupted by end()/stop()" if self._wake.is_set()
+                                else f"total pull timeout of {timeout:g} s expired")
         except _CallbackFailure as e:
             r = Err.ECALLBACK
             self._last_error = str(e)
@@ -627,7 +629,7 @@ class Agent:
         try:
             for old in c.modules:
                 if old.id not in new_ids:
-                    cb.config(old.id, None, "", ConfigAction.REMOVE_MODULE, b"", Frag.FIRST | Frag.FINISHED)
+                    cb.config(old.id, "", "", ConfigAction.REMOVE_MODULE, b"", Frag.FIRST | Frag.FINISHED)
             mods = {m.id: m for m in ans.modules}
             for cfg in ans.configs:
                 self._deliver(cb, mods[cfg.id], cfg.data)
@@ -713,9 +715,21 @@ class Agent:
         from .push import event_loop
         return event_loop(self, port, fragment)
 
+    def stop(self) -> bool:
+        """Thread-safe: make a running ``pull()`` end at its next wait (ETIMEOUT) and a running
+        ``run()`` end with EPULL. True when an event loop was asked to stop."""
+        self._wake.set()
+        try:
+            from .push import stop_event_loop
+            return bool(stop_event_loop(self))
+        except Exception as e:     # no push module, or no loop running
+            log.debug("stop: no push loop to stop (%s)", e)
+            return False
+
     def end(self) -> None:
         """``arms_end``: tell the application every known module is removed, forget them.
-        The state value is kept (as libarms)."""
+        The state value is kept (as libarms). Called from another thread while ``pull()``
+        waits (retry interval, line polling), it makes that pull end with ETIMEOUT."""
         c = self.ctx
         for m in c.modules:
             try:

@@ -5,10 +5,13 @@ One class, :class:`Callbacks`, with one method per libarms callback (``spec/arms
 does nothing or makes the agent answer the server "505 Not Support", as libarms does for a NULL
 callback.
 
-All callbacks run on the thread that called ``Agent.pull()`` / ``Agent.run()``. Raising any
-exception from a callback is a failure of that callback: the agent logs it and maps it to the
-protocol's error result (never a crash). A callback should return within the server's push
-timeout; the agent enforces ``callback_timeout`` where it says so.
+During ``Agent.pull()`` callbacks run on the calling thread. During ``Agent.run()`` (push
+wait) they run one at a time on the agent's callback thread, so tunnels, echo and the
+https-simple listener keep going while a callback works; never two callbacks at once. Raising
+any exception from a callback is a failure of that callback: the agent logs it and maps it to
+the protocol's error result (never a crash). A push callback has ``callback_timeout`` seconds
+(default 60): past that the server gets the error result (402 / 502), the agent goes on with a
+fresh callback thread, and whatever the late callback returns is dropped.
 
 Data-returning callbacks return ``str`` (US-ASCII text, sent as is) or ``bytes`` (binary, sent
 base64 with ``encoding="base64"``); the agent splits long results itself, so unlike libarms the

@@ -86,6 +86,19 @@ def _passphrase_bytes(p: str | bytes) -> bytes:
     return p.encode("utf-8") if isinstance(p, str) else bytes(p)
 
 
+def _as_server(s) -> HbServer:
+    """An HbServer from anything with host / port / passphrase (e.g. protocol.pull's
+    HeartbeatInfo) or a dict with those keys."""
+    if isinstance(s, HbServer):
+        return s
+    try:
+        if isinstance(s, dict):
+            return HbServer(str(s["host"]), int(s["port"]), s["passphrase"])
+        return HbServer(str(s.host), int(s.port), s.passphrase)
+    except (AttributeError, KeyError, TypeError, ValueError):
+        raise ConfigError(f"heartbeat server needs host, port and passphrase: {s!r}") from None
+
+
 def _check_config(distribution_id, servers, interval):
     if isinstance(distribution_id, DistributionId):
         dist = distribution_id
@@ -97,9 +110,8 @@ def _check_config(distribution_id, servers, interval):
     servers = list(servers)
     if len(servers) > MAX_SERVERS:
         raise ConfigError(f"{len(servers)} heartbeat servers given; at most {MAX_SERVERS}")
+    servers = [_as_server(s) for s in servers]
     for s in servers:
-        if not isinstance(s, HbServer):
-            raise ConfigError(f"heartbeat server must be an HbServer, not {s!r}")
         if not 0 <= int(s.port) <= 65535:
             raise ConfigError(f"heartbeat server port {s.port} outside 0..65535")
         if len(s.host.encode("utf-8")) > MAX_HOST:
@@ -269,9 +281,13 @@ class CHeartbeatSender:
             th.join(timeout=10)
         log.info("heartbeat stopped")
 
-    def pause(self) -> None:
-        """Stop sending but keep asking for statistics (``arms_hb_stop``)."""
-        _lib.arms_hb_sender_pause(self._s, 1)
+    def pause(self, ask_statistics: bool = True) -> None:
+        """Stop sending (``arms_hb_stop``): ``on_statistics`` is still called every interval.
+
+        ``ask_statistics=False`` also skips the callback, as libarms does while a configure
+        runs (A 1.6 step 1). :meth:`resume` undoes either; the schedule keeps running.
+        """
+        _lib.arms_hb_sender_pause(self._s, 1 if ask_statistics else 2)
 
     def resume(self) -> None:
         """Send again (``arms_hb_start``)."""
@@ -340,7 +356,7 @@ class PyHeartbeatSender:
         self._cv = threading.Condition()
         self._thread: threading.Thread | None = None
         self._running = False
-        self._paused = False
+        self._paused = 0
         self._counts = dict(rounds=0, sent=0, errors=0, paused=0, requests=0, publishes=0,
                             late=0, callback_errors=0)
 
@@ -352,7 +368,7 @@ class PyHeartbeatSender:
 
     def start(self) -> None:
         with self._cv:
-            self._paused = False
+            self._paused = 0
             if self._running:
                 return
             self._running = True
@@ -370,13 +386,13 @@ class PyHeartbeatSender:
         if th is not None and th is not threading.current_thread():
             th.join(timeout=10)
 
-    def pause(self) -> None:
+    def pause(self, ask_statistics: bool = True) -> None:
         with self._cv:
-            self._paused = True
+            self._paused = 1 if ask_statistics else 2
 
     def resume(self) -> None:
         with self._cv:
-            self._paused = False
+            self._paused = 0
 
     @property
     def is_running(self) -> bool:
@@ -417,8 +433,12 @@ class PyHeartbeatSender:
                         return
                     paused = self._paused
                 self._counts["rounds"] += 1
-                self._builder.clear()
-                if self.on_statistics is not None:
+                if paused == 2:  # configure running: no callback, no datagram
+                    self._counts["paused"] += 1
+                    paused = None
+                else:
+                    self._builder.clear()
+                if paused is not None and self.on_statistics is not None:
                     self._counts["requests"] += 1
                     try:
                         self.on_statistics(self._builder)
@@ -428,9 +448,9 @@ class PyHeartbeatSender:
                         log.error("heartbeat statistics callback failed: %s", exc)
                         if self.on_callback_error is not None:
                             self.on_callback_error(exc)
-                if paused:
+                if paused == 1:
                     self._counts["paused"] += 1
-                else:
+                elif paused is not None:
                     self._send(sockets)
                 deadline += self.interval
                 now = time.monotonic()

@@ -32,7 +32,7 @@ from .callbacks import Callbacks, ConfigAction, ConfigKind, Frag, PingResult
 from .configstore import ConfigStore
 from .errors import AppExecError, ArmsError, Err, ModSyncRequired, ProtocolError
 from .protocol import push as P
-from .states import State
+from .states import Event, State, next_state
 from .transport import pushtls
 from .transport.simple import (SimpleRequestParser, build_form_a, build_form_b, build_sa_error,
                                build_sa_response, exchange)
@@ -97,13 +97,17 @@ class PushContext:
     bind_attempts: int = 8
     bind_retry_wait: float = 60.0
     done_wait: float = 60.0
+    configure_reconnect_wait: float = 1.0    # W 5.5: tunnel rebuilt 1 s after configure-start
     max_message: int = P.MAX_MESSAGE
     listen_host: Optional[str] = None        # default: wildcard of the SA address family
     _running: Any = dataclasses.field(default=None, repr=False, compare=False)
     state: State = State.PULLDONE
     set_state: Optional[Callable[[State], None]] = None
+    log_fn: Optional[Callable[[int, str], None]] = None
 
-    def change_state(self, new: State) -> None:
+    def fire(self, event: Event) -> None:
+        """Move along the transition table (``libarms/states.py``); callbacks on change."""
+        new = next_state(self.state, event)
         if self.set_state is not None:
             self.set_state(new)
             self.state = new
@@ -116,6 +120,9 @@ class PushContext:
                 log.exception("state callback raised")
 
     def event(self, code: int, message: str) -> None:
+        if self.log_fn is not None:
+            self.log_fn(code, message)
+            return
         log.info("%s (log %d) dist=%s", message, code, self.distribution_id)
         try:
             self.callbacks.log(code, message)
@@ -127,18 +134,73 @@ class PushContext:
 
 
 def context_of(agent: Any) -> PushContext:
-    """The agent's push context (an Agent exposes it as ``push_context()``)."""
+    """The push context of ``agent``: a :class:`PushContext` itself, or one kept on an
+    :class:`~libarms.agent.Agent` and refreshed from its ``ctx`` (what the pull learnt)."""
     if isinstance(agent, PushContext):
         return agent
-    getter = getattr(agent, "push_context", None)
-    if getter is None:
-        raise TypeError("push needs a PushContext or an Agent with push_context()")
-    return getter()
+    c = getattr(agent, "ctx", None)
+    if c is None:
+        raise TypeError("push needs a PushContext or an Agent")
+    try:
+        from .heartbeat import HbServer
+        hbs = [HbServer(h.host, int(h.port), h.passphrase) for h in c.heartbeat]
+    except Exception as e:      # bad heartbeat data: no heartbeat at all (W App. A)
+        log.warning("heartbeat disabled: %s", e)
+        hbs = []
+    fields = dict(
+        distribution_id=str(c.distribution_id), rs_key=c.rs_key, rs_ca_pem=_pem(c.rs_ca_pem),
+        sa_cert_pem=_pem(c.sa_cert_pem), sa_key_pem=_pem(c.sa_key_pem),
+        pull_urls=list(c.rs_pull_urls), callbacks=c.callbacks, description=c.description or "",
+        rs_url=c.rs_endpoint or None, rs_retry_max=int(c.rs_retry_max),
+        rs_retry_interval=float(c.rs_retry_interval),
+        modules=[P.ModuleInfo(int(m.id), m.version or "", m.info or "") for m in c.modules],
+        heartbeat_servers=hbs, heartbeat_interval=int(c.heartbeat[0].interval) if c.heartbeat else 0,
+        https_proxy=c.https_proxy, pull_index=max(int(c.rs_pull_1st), 0),
+        methods=tuple(c.push_methods), tunnel_urls=tuple(c.tunnel_urls),
+        echo_interval=c.tunnel_echo_interval or P.DEFAULT_ECHO_INTERVAL, sa_address=c.sa_address,
+        io_timeout=float(getattr(agent, "response_timeout", 30.0)),
+        state=agent.state, set_state=agent._set_state, log_fn=agent._log)
+    pc = getattr(agent, "_push_ctx", None)
+    if pc is None:
+        pc = PushContext(**fields)
+        agent._push_ctx = pc
+    else:
+        for k, v in fields.items():
+            setattr(pc, k, v)
+    return pc
+
+
+def _pem(v) -> Optional[bytes]:
+    if v is None or v == "":
+        return None
+    return v.encode("ascii") if isinstance(v, str) else bytes(v)
+
+
+def _write_back(agent: Any, pc: PushContext) -> None:
+    """What the push phase learnt goes back into the agent's context (method query answer,
+    trigger for the next pull, LS skip cleared by pull-config LS, module list)."""
+    if isinstance(agent, PushContext):
+        return
+    c = agent.ctx
+    c.push_methods, c.tunnel_urls = list(pc.methods), list(pc.tunnel_urls)
+    c.tunnel_echo_interval, c.sa_address = int(pc.echo_interval), pc.sa_address
+    if pc.trigger:
+        c.trigger = pc.trigger
+    if pc.clear_rs_endpoint:
+        c.forget_rs()
+        pc.clear_rs_endpoint = False
+    try:
+        from .protocol.pull import Module
+        c.modules = [Module(m.id, m.version, m.info) for m in pc.modules]
+    except Exception:
+        log.exception("module list not written back")
 
 
 def stop_event_loop(agent: Any, result: Err = Err.EPULL) -> bool:
     """Ask a running event loop (any thread) to end with ``result``; False if none runs."""
-    ctx = context_of(agent)
+    ctx = agent if isinstance(agent, PushContext) else getattr(agent, "_push_ctx", None)
+    if ctx is None:
+        return False
     running = ctx._running
     if not running:
         return False
@@ -504,12 +566,26 @@ class LoopState:
         self.ctx = ctx
         self.fragment = fragment
         self.retry_inf = False
-        self.configure_running = False
+        self._configure_running = False
         self.modsync = False
+        #: set when a configure was acknowledged: if the confirmation that follows cannot
+        #: complete within the confirmation window, the config is rolled back (the new config
+        #: probably cut the device off its servers)
+        self.rollback_armed = False
         self.hb = None
         self.round_end: Optional[asyncio.Future] = None
         self.tunnels_up: dict[int, bool] = {}
         self.method = ""
+
+    @property
+    def configure_running(self) -> bool:
+        return self._configure_running
+
+    @configure_running.setter
+    def configure_running(self, value: bool) -> None:
+        if value != self._configure_running:
+            self._configure_running = value
+            self.pause_heartbeat(value)
 
     def new_round(self) -> asyncio.Future:
         self.round_end = asyncio.get_running_loop().create_future()
@@ -524,8 +600,9 @@ class LoopState:
         return self.round_end is None or self.round_end.done()
 
     def confirmed(self) -> None:
+        self.rollback_armed = False          # the new config reaches the servers: keep it
         first = self.ctx.state != State.PUSH_WAIT
-        self.ctx.change_state(State.PUSH_WAIT)
+        self.ctx.fire(Event.CONFIRMED)
         self.retry_inf = True
         if first:
             self.start_heartbeat()
@@ -535,13 +612,35 @@ class LoopState:
             return
         try:
             cb = self.ctx.callbacks
+            fam = None
+            if self.ctx.sa_address:
+                import socket
+                fam = socket.AF_INET6 if ":" in self.ctx.sa_address else socket.AF_INET
+            loop = asyncio.get_running_loop()
             self.hb = HeartbeatSender(self.ctx.distribution_id, self.ctx.heartbeat_servers,
-                                      self.ctx.heartbeat_interval, cb.hb_store_statistics)
+                                      self.ctx.heartbeat_interval or 60, cb.hb_store_statistics,
+                                      family=fam,
+                                      on_callback_error=lambda e: loop.call_soon_threadsafe(
+                                          self._hb_failed, e))
             self.hb.start()
             self.ctx.event(LOG_HB_START, "heartbeat started")
         except Exception:
             log.exception("heartbeat could not start")
             self.hb = None
+
+    def _hb_failed(self, e: BaseException) -> None:
+        """hb_store_statistics raised: libarms redoes the confirmation (ARMS_EPUSH)."""
+        if not self.configure_running:
+            log.warning("heartbeat statistics callback failed (%s): re-confirming", e)
+            self.stop(Err.EPUSH)
+
+    def pause_heartbeat(self, paused: bool) -> None:
+        """No heartbeat while a configure runs (W 1.7)."""
+        if self.hb is not None:
+            try:
+                self.hb.pause() if paused else self.hb.resume()
+            except Exception:
+                log.exception("heartbeat pause/resume failed")
 
     def stop_heartbeat(self) -> None:
         if self.hb is not None:
@@ -583,7 +682,10 @@ def backoff(ctx: PushContext, attempt: int) -> float:
 def push_method_query(agent: Any) -> Err:
     """Ask the pull-side proxies which push methods to use. Returns Err.OK or an end code."""
     ctx = context_of(agent)
-    return asyncio.run(_method_query(ctx))
+    try:
+        return asyncio.run(_method_query(ctx))
+    finally:
+        _write_back(agent, ctx)
 
 
 def _rotated(urls: Sequence[str], first: int) -> list[str]:
@@ -674,16 +776,21 @@ async def _exchange(url: P.Url, request: bytes, sslctx: ssl.SSLContext, timeout:
 
 def event_loop(agent: Any, port: int = 0, fragment: int = 0) -> Err:
     """Run push wait until a loop-ending outcome; returns its Err code (never OK)."""
-    ctx = context_of(agent)
     if not 0 <= port <= 65535:
         raise ArmsError(Err.EINVAL, f"port {port} outside 0..65535")
-    return asyncio.run(EventLoop(ctx, port or 10443, fragment).run())
+    ctx = context_of(agent)
+    try:
+        return asyncio.run(EventLoop(ctx, port or 10443, fragment).run())
+    finally:
+        _write_back(agent, ctx)
 
 
 class EventLoop:
     def __init__(self, ctx: PushContext, port: int, fragment: int):
         self.ctx = ctx
         self.stopped: Optional[Err] = None
+        self._watchdog: Optional[asyncio.Task] = None
+        self.rollbacks = 0
         self.port = port
         self.ls = LoopState(ctx, fragment)
         self.runner = CallbackRunner(ctx.callback_timeout)
@@ -715,8 +822,14 @@ class EventLoop:
                             self.ls.method = m
                             ctx.event(LOG_PUSH_TUNNEL, "push method: https-tunnel")
                             result = await self._round(TunnelRound(self))
+                        if result == Err.ETIMEOUT and self.ls.rollback_armed:
+                            if await self.rollback_unconfirmed():
+                                continue          # same method again, with the old config
                         if result in (Err.ETIMEOUT, Err.EPUSH) and self.ls.retry_inf \
                                 and not self.ls.configure_running:
+                            continue
+                        if result == Err.EPUSH and self.rollbacks and not self.ls.retry_inf:
+                            self.rollbacks = 0    # after a rollback: once more, same method
                             continue
                         break
                     if result != Err.ETIMEOUT:
@@ -727,6 +840,8 @@ class EventLoop:
                     return self._end(result)
         finally:
             ctx._running = None
+            if self._watchdog is not None:
+                self._watchdog.cancel()
             self.ls.stop_heartbeat()
             self.runner.close()
 
@@ -736,7 +851,7 @@ class EventLoop:
         self.ls.stop(result)
 
     def _end(self, result: Err) -> Err:
-        self.ctx.change_state(State.PUSH_REBOOT)
+        self.ctx.fire(Event.LOOP_END)
         log.info("event loop ends with %s", result.name)
         return result
 
@@ -777,7 +892,8 @@ class EventLoop:
 
     # done-request delivery and the configure tail, shared by both transports
 
-    async def finish_transaction(self, answer: Answer, deliver: Callable) -> None:
+    async def finish_transaction(self, answer: Answer, deliver: Callable,
+                                 reconfirm: Optional[Callable[[], None]] = None) -> None:
         """Run an asynchronous push after its start answer: execute, send the done request
         through ``deliver(pieces) -> DoneAnswer|None`` and handle configure's rollback."""
         tr = answer.transaction
@@ -794,7 +910,7 @@ class EventLoop:
                     if end is not None:
                         self.ls.stop(end)
                 return
-            await self._configure_done(report, deliver)
+            await self._configure_done(report, deliver, reconfirm)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -802,11 +918,37 @@ class EventLoop:
         finally:
             self.dispatcher.finish(tr)
 
+    def _arm_confirm_watchdog(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+        self._watchdog = asyncio.create_task(self._confirm_watchdog())
+
+    async def _confirm_watchdog(self) -> None:
+        await asyncio.sleep(self.ctx.confirm_timeout)
+        if self.ls.rollback_armed:
+            await self.rollback_unconfirmed()
+            self.ls.stop(Err.EPUSH)           # start over: fresh connections, old config
+
+    async def rollback_unconfirmed(self) -> bool:
+        """The confirmation after a configure did not complete within the window: go back to
+        the previous config through the callbacks (log 74) and try again with it."""
+        if not self.ls.rollback_armed:
+            return False
+        self.ls.rollback_armed = False
+        self.ctx.event(LOG_CONFIG_ROLLBACK, "confirmation failed after configure: rolling back "
+                                            "to the previous configuration")
+        if not await self.dispatcher.rollback():
+            self.ls.stop(Err.EPULL)
+            return False
+        self.rollbacks += 1
+        return True
+
     def _done_pieces(self, r: DoneReport) -> list:
         return P.build_done_request(r.method, self.ctx.distribution_id, self.ctx.description,
                                     r.transaction_id, r.result, r.body)
 
-    async def _configure_done(self, report: DoneReport, deliver: Callable) -> None:
+    async def _configure_done(self, report: DoneReport, deliver: Callable,
+                              reconfirm: Optional[Callable[[], None]]) -> None:
         ctx = self.ctx
         rolled_back = report.result == P.Rc.SA_ROLLBACKED
         attempts = 0
@@ -825,7 +967,12 @@ class EventLoop:
                 else:
                     self.ls.retry_inf = False
                     self.ls.configure_running = False
-                    self.ls.stop(Err.EPUSH)       # re-confirm: the address may have changed
+                    self.ls.rollback_armed = True
+                    self._arm_confirm_watchdog()
+                    if reconfirm is not None:     # tunnel: re-confirm on the open connections
+                        reconfirm()
+                    else:                         # simple: new round, the address may have changed
+                        self.ls.stop(Err.EPUSH)
                 return
             if code is not None and code >= 500:
                 self.ls.stop(map_server_result(code) or Err.EREBOOT)
@@ -882,6 +1029,11 @@ class TunnelRound:
             ctx.trigger = "retry is over"
         return Err.ETIMEOUT
 
+    def reconfirm_all(self) -> None:
+        """After a configure: every tunnel runs the confirmation again on its connection (W 5.5)."""
+        for w in self.workers:
+            w.reconfirm()
+
     async def shutdown(self) -> None:
         result = self.ls.round_end.result() if self.ls.round_end and self.ls.round_end.done() else None
         graceful = result in (Err.EREBOOT, Err.EPULL, Err.EDONTRETRY)
@@ -904,8 +1056,9 @@ class TunnelWorker:
         self.confirmed_once = False
         self.pending_done: dict[int, asyncio.Future] = {}
         self.tasks: set[asyncio.Task] = set()
-        self._inbox: asyncio.Queue = asyncio.Queue()
         self._connected = asyncio.Event()
+        self.resume_configure = False
+        self.confirmed_recently = False
 
     async def run(self) -> None:
         ctx = self.ctx
@@ -915,9 +1068,16 @@ class TunnelWorker:
                 self.conn = await TunnelConnection.open(self.url, self.sslctx, ctx.distribution_id,
                                                         ctx.rs_key, ctx.io_timeout)
                 ctx.event(LOG_TUNNEL_CONNECTED, f"tunnel[{self.index}] connected to {self.url.netloc}")
-                self._connected.set()
-                if await self._confirm():
+                if self.resume_configure:
+                    # W 5.5: in the middle of a configure the done request goes first on the
+                    # new connection, without a confirmation
+                    self.resume_configure = False
+                    self.ls.tunnels_up[self.index] = True
+                    self._connected.set()
+                    await self._serve()
+                elif await self._confirm():
                     failures = 0
+                    self._connected.set()
                     await self._serve()
             except TunnelClosed as e:
                 log.warning("tunnel[%d] %s: %s", self.index, self.url.netloc, e)
@@ -936,12 +1096,16 @@ class TunnelWorker:
                 self.pending_done.clear()
             if self.ls.stopping:
                 return
-            failures += 1
+            if self.confirmed_recently:      # confirmed again on this connection (after configure)
+                self.confirmed_recently = False
+                failures = 0
+            if not self.resume_configure:     # the drop after configure-start is on purpose
+                failures += 1
             unlimited = (self.ls.retry_inf or self.confirmed_once) and not self.ls.configure_running
             if not unlimited and failures > ctx.rs_retry_max:
                 log.warning("tunnel[%d] gives up after %d attempts", self.index, failures)
                 return
-            delay = backoff(ctx, failures - 1)
+            delay = ctx.configure_reconnect_wait if self.resume_configure else backoff(ctx, failures - 1)
             ctx.event(LOG_TUNNEL_RETRY, f"tunnel[{self.index}] reconnects in {delay:.2f} s")
             await asyncio.sleep(delay)
 
@@ -949,8 +1113,7 @@ class TunnelWorker:
         """push-confirmation on this tunnel (W 5.3)."""
         ctx, conn = self.ctx, self.conn
         assert conn is not None
-        if ctx.state != State.PUSH_WAIT:
-            ctx.change_state(State.PUSH_SENDREADY)
+        ctx.fire(Event.CONFIRM_START)
         ctx.event(LOG_CONFIRM_START, f"tunnel[{self.index}] push confirmation start")
         await conn.send([P.build_confirmation_start_request(ctx.distribution_id, ctx.description,
                                                              P.PUSH_METHOD_TUNNEL)], ctx.io_timeout)
@@ -1040,8 +1203,44 @@ class TunnelWorker:
             await conn.send_echo()
             echo.outstanding = True
 
+    def reconfirm(self) -> None:
+        conn = self.conn
+        if conn is None or conn.closed:
+            return
+        ctx = self.ctx
+        ctx.event(LOG_CONFIRM_START, f"tunnel[{self.index}] push confirmation start (again)")
+
+        async def send():
+            try:
+                await conn.send([P.build_confirmation_start_request(
+                    ctx.distribution_id, ctx.description, P.PUSH_METHOD_TUNNEL)], ctx.io_timeout)
+            except TunnelClosed as e:
+                log.warning("tunnel[%d] re-confirmation not sent: %s", self.index, e)
+        t = asyncio.create_task(send())
+        self.tasks.add(t)
+        t.add_done_callback(self.tasks.discard)
+
+    def _confirmation_answer(self, msg: bytes) -> None:
+        try:
+            a = P.parse_confirmation_start_response(msg)
+        except ProtocolError as e:
+            log.warning("tunnel[%d] bad confirmation answer: %s", self.index, e)
+            a = P.ConfirmationStartAnswer(0, None)
+        end = map_server_result(a.result_code) if a.result_code else None
+        if a.result_code == 507:
+            end = Err.EPULL
+        if end is not None:
+            self.ls.stop(end)
+        elif not (100 <= a.result_code < 200 and a.transaction_id is not None):
+            log.warning("tunnel[%d] re-confirmation refused (%d): rebuilding", self.index, a.result_code)
+            if self.conn is not None:
+                self.conn.abort()
+
     def _route(self, msg: bytes) -> None:
         """A done answer goes to its transaction (W 5.4 rule 2); anything else is a push."""
+        if b"<arms-response" in msg[:64] and b'type="push-confirmation-start"' in msg[:96]:
+            self._confirmation_answer(msg)
+            return
         tid = P.transaction_id_of(msg) if b"<arms-response" in msg[:64] else None
         if tid is not None and tid in self.pending_done:
             fut = self.pending_done.pop(tid)
@@ -1065,13 +1264,21 @@ class TunnelWorker:
             self.el.dispatcher.finish(ans.transaction)
             return
         if ans.confirmed:
+            self.confirmed_recently = True
             self.ls.confirmed()
             return
         if ans.end is not None:
             self.ls.stop(ans.end)
             return
         if ans.followup is not None:
-            await self.el.finish_transaction(ans, lambda pieces: self._deliver(ans.transaction, pieces))
+            if ans.transaction is not None and ans.transaction.method == "configure":
+                # W 5.5: after the configure-start answer libarms drops this tunnel (no
+                # last-chunk), commits, and reconnects after 1 s to send the done request
+                self.resume_configure = True
+                self._connected.clear()
+                conn.abort()
+            await self.el.finish_transaction(ans, lambda pieces: self._deliver(ans.transaction, pieces),
+                                             self.rnd.reconfirm_all)
 
     async def _deliver(self, tr: Transaction, pieces: list) -> Optional[P.DoneAnswer]:
         """Send a done request on this tunnel (waiting for a live connection) and wait for the
@@ -1154,8 +1361,7 @@ class SimpleRound:
             return Err.EPULL
         addr = ctx.sa_address or "127.0.0.1"
         endpoint = f"https://[{addr}]:{self.el.port}/" if ":" in addr else f"https://{addr}:{self.el.port}/"
-        if ctx.state != State.PUSH_WAIT:
-            ctx.change_state(State.PUSH_SENDREADY)
+        ctx.fire(Event.CONFIRM_START)
         ctx.event(LOG_CONFIRM_START, f"push confirmation start, endpoint {endpoint}")
         body = P.build_confirmation_start_request(ctx.distribution_id, ctx.description,
                                                   P.PUSH_METHOD_SIMPLE, endpoint)
@@ -1192,10 +1398,16 @@ class SimpleRound:
             return
         end = map_server_result(a.result_code)
         if end is not None:
-            ctx.change_state(State.BOOT_FAIL)
+            ctx.fire(Event.FAIL)
             self.ls.stop(end)
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await self._serve_client(reader, writer)
+        except asyncio.CancelledError:
+            pass        # round over; a cancelled connection task upsets asyncio 3.11's streams
+
+    async def _serve_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         t = asyncio.current_task()
         if t is not None:
             self.tasks.add(t)

@@ -16,7 +16,15 @@ Theory of operation, pull phase (§2.3):
   the total timeout ends the loop).
 * Any error that ends ``pull()`` -> FAIL -> BOOT_FAIL.
 
-The push phase adds its rows to :data:`TRANSITIONS` below the marker.
+Push phase (§2.7, ``libarms/push.py``):
+
+* A confirmation run starts (https-simple confirmation-start sent, or a tunnel sends its
+  push-confirmation-start) -> CONFIRM_START -> PUSH_SENDREADY; a re-confirmation from push
+  wait keeps PUSH_WAIT (push wait is sticky, §1.5 of the wire spec).
+* push-confirmation-done answered -> CONFIRMED -> PUSH_WAIT.
+* A confirmation-start answer that stops the loop (2xx/5xx) -> FAIL -> BOOT_FAIL.
+* ``Agent.run()`` returns (reboot, pull again, don't retry, no method left) -> LOOP_END ->
+  PUSH_REBOOT.
 """
 
 from __future__ import annotations
@@ -46,6 +54,9 @@ class Event(enum.Enum):
     RS_DONE = "rs-done"            # config-solicitation answered 1xx and applied
     RS_FALLBACK = "rs-fallback"    # RS phase gave up: back to the LS
     FAIL = "fail"                  # pull() ends with an error (or a fatal push-side answer)
+    CONFIRM_START = "confirm-start"  # a push confirmation run starts
+    CONFIRMED = "confirmed"        # push-confirmation-done answered: pushes accepted
+    LOOP_END = "loop-end"          # the event loop returns to the application
 
 
 _PULL_START = {Event.LS_START: State.LSPULL, Event.RS_START: State.RSPULL}
@@ -63,6 +74,18 @@ TRANSITIONS: dict[State, dict[Event, State]] = {
     State.PUSH_REBOOT:    {**_PULL_START},
     # -- push phase (rows added by the push side) -----------------------------------------------
 }
+
+_PUSH_ROWS: dict[State, dict[Event, State]] = {
+    State.PULLDONE:       {Event.CONFIRM_START: State.PUSH_SENDREADY, Event.LOOP_END: State.PUSH_REBOOT},
+    State.PUSH_SENDREADY: {Event.CONFIRM_START: State.PUSH_SENDREADY, Event.CONFIRMED: State.PUSH_WAIT,
+                           Event.LOOP_END: State.PUSH_REBOOT},
+    State.PUSH_WAIT:      {Event.CONFIRM_START: State.PUSH_WAIT, Event.CONFIRMED: State.PUSH_WAIT,
+                           Event.FAIL: State.BOOT_FAIL, Event.LOOP_END: State.PUSH_REBOOT},
+    State.BOOT_FAIL:      {Event.CONFIRM_START: State.PUSH_SENDREADY, Event.LOOP_END: State.PUSH_REBOOT},
+    State.PUSH_REBOOT:    {Event.CONFIRM_START: State.PUSH_SENDREADY, Event.LOOP_END: State.PUSH_REBOOT},
+}
+for _state, _rows in _PUSH_ROWS.items():
+    TRANSITIONS.setdefault(_state, {}).update(_rows)
 
 
 def next_state(state: State, event: Event) -> State:

@@ -101,7 +101,7 @@ def closed_port() -> int:
 
 
 def write_server_cert(state_dir, ca_pki_dir, *, cn="Location Server 127.0.0.1", not_before=None,
-                      not_after=None, foreign_ca=False):
+                      not_after=None, foreign_ca=False, ips=("127.0.0.1",)):
     """Give a server (before start) a server certificate of our choosing."""
     pki = Pki(str(state_dir))
     os.makedirs(pki.dir, exist_ok=True)
@@ -113,7 +113,7 @@ def write_server_cert(state_dir, ca_pki_dir, *, cn="Location Server 127.0.0.1", 
         f.write(ca)
     with open(pki.ca_key, "w") as f:
         f.write(ca_key)
-    cert, key = issue(ca, ca_key, cn, ips=["127.0.0.1"], not_before=not_before, not_after=not_after)
+    cert, key = issue(ca, ca_key, cn, ips=list(ips), not_before=not_before, not_after=not_after)
     with open(pki.server_cert, "w") as f:
         f.write(cert)
     with open(pki.server_key, "w") as f:

@@ -99,8 +99,18 @@ class LoopThread:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
     def close(self):
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
+        async def cancel_rest():
+            rest = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for t in rest:
+                t.cancel()
+            await asyncio.gather(*rest, return_exceptions=True)
+        try:
+            self.call(cancel_rest(), 10)
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(10)
+            if not self.thread.is_alive():
+                self.loop.close()
 
 
 class ProxyHandle:
@@ -214,7 +224,8 @@ class DeviceHandle:
                         description="push test device", rs_retry_max=2, rs_retry_interval=0.05,
                         modules=[P.ModuleInfo(1, "1.0", "mod1")], confirm_timeout=10,
                         io_timeout=10, callback_timeout=10, reconnect_base=0.05,
-                        reconnect_cap=0.5, bind_retry_wait=0.1, listen_host="127.0.0.1")
+                        reconnect_cap=0.5, bind_retry_wait=0.1, listen_host="127.0.0.1",
+                        configure_reconnect_wait=0.05)
         defaults.update(kw)
         self.ctx = push.PushContext(**defaults)
         self.port = port

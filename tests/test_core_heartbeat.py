@@ -10,6 +10,7 @@ import threading
 import time
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from conftest_core import (SPEC_DIST_ID, SPEC_EMPTY, SPEC_FULL, SPEC_FULL_CALLS, hb_vector_files,
                            load_hb_vector)
@@ -29,9 +30,10 @@ SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
 class UdpSink:
     """A loopback UDP socket that records datagrams with their kernel receive time."""
 
-    def __init__(self):
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
+    def __init__(self, host: str = "127.0.0.1"):
+        self.sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET,
+                                  socket.SOCK_DGRAM)
+        self.sock.bind((host, 0))
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
         self.sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         self.port = self.sock.getsockname()[1]
@@ -64,8 +66,8 @@ class UdpSink:
 def sinks():
     made = []
 
-    def make():
-        s = UdpSink()
+    def make(host="127.0.0.1"):
+        s = UdpSink(host)
         made.append(s)
         return s
     yield make
@@ -327,3 +329,101 @@ def test_cadence_60_packets_at_half_a_second_while_python_holds_the_gil(sinks):
     # 59 intervals are 29.5 s; the generous bound only catches a sender that waits for the GIL
     assert span < 29.5 + 2.0, span
     assert any(hbp.parse_packet(p).items for _, p in got)
+
+
+@pytest.mark.parametrize("cls", [hbmod.CHeartbeatSender, hbmod.PyHeartbeatSender])
+def test_hold_for_configure_skips_callback_and_datagram_then_resumes(sinks, cls):
+    a = sinks()
+    calls = []
+    first = threading.Event()
+
+    def stats(hb):
+        calls.append(time.monotonic())
+        first.set()
+
+    hb = cls(DIST, [HbServer("127.0.0.1", a.port, "k")], 0.05, stats, lead=0.01)
+    hb.start()
+    try:
+        assert first.wait(10)
+        a.collect(1, 10)
+        hb.pause(ask_statistics=False)
+        held_at = time.monotonic()
+        base = hb.stats
+        end = time.monotonic() + 10
+        while hb.stats.paused < base.paused + 4 and time.monotonic() < end:
+            a.collect(len(a.packets) + 1, 0.05)
+        st = hb.stats
+        assert st.paused >= base.paused + 4
+        assert st.sent - base.sent <= 1  # a round already under way may still leave
+        assert len([t for t in calls if t > held_at]) <= 1
+        hb.resume()
+        n = len(a.packets)
+        a.collect(n + 2, 10)
+        assert len(a.packets) >= n + 2
+    finally:
+        hb.stop()
+
+
+def test_servers_may_be_given_as_heartbeat_info_from_the_rs_answer(sinks):
+    from libarms.protocol.pull import HeartbeatInfo
+    a = sinks()
+    info = HeartbeatInfo("127.0.0.1", a.port, "from-rs", 1, ("hmac-sha1",))
+    with hbmod.HeartbeatSender(DIST, [info], 0.05):
+        got = a.collect(1, 10)
+    assert hbp.verify_packet(got[0][1], "from-rs")
+    with pytest.raises(ConfigError):
+        hbmod.HeartbeatSender(DIST, [("127.0.0.1", 1)], 1)
+
+
+_U8, _U16, _U64 = (st.integers(0, 255), st.integers(0, 65535), st.integers(0, 2**64 - 1))
+_CALL = st.one_of(
+    st.tuples(st.just("set_cpu_usage"), st.tuples(st.integers(0, 3), _U8)),
+    st.tuples(st.just("set_cpu_detail_usage"), st.tuples(st.integers(0, 3), _U8, _U8, _U8, _U8, _U8)),
+    st.tuples(st.just("set_mem_usage"), st.tuples(st.integers(0, 3), _U64, _U64)),
+    st.tuples(st.just("set_disk_usage"), st.tuples(_U16, _U64, _U64)),
+    st.tuples(st.just("set_traffic_count"), st.tuples(st.integers(0, 30), *[_U64] * 6)),
+    st.tuples(st.just("set_traffic_rate"), st.tuples(st.integers(0, 30), *[_U64] * 6)),
+    st.tuples(st.just("set_radiowave"), st.tuples(st.integers(0, 3), _U8, _U8, _U8, _U8)),
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(calls=st.lists(_CALL, max_size=40), key=st.binary(max_size=100))
+def test_c_and_python_builders_agree_on_any_call_sequence(calls, key):
+    c = hbmod.HeartbeatItems(DIST)
+    py = hbp.PacketBuilder(DIST)
+    accepted = 0
+    for name, args in calls:
+        outcome = []
+        for b in (c, py):
+            try:
+                getattr(b, name)(*args)
+                outcome.append(0)
+            except ArmsError as e:
+                outcome.append(int(e.code))
+        assert outcome[0] == outcome[1], (name, args, outcome)
+        accepted += outcome[0] == 0
+    assert c.build(key) == py.build(key)
+    assert len(c) == len(py) <= 1024
+    packet = c.build(key)
+    assert hbp.verify_packet(packet, key)
+    assert len(hbp.parse_packet(packet).items) == accepted
+
+
+@pytest.mark.skipif(not socket.has_ipv6, reason="no IPv6")
+@pytest.mark.parametrize("cls", [hbmod.CHeartbeatSender, hbmod.PyHeartbeatSender])
+def test_ipv6_server_and_the_sa_address_family_filter(sinks, cls):
+    try:
+        v6 = sinks("::1")
+    except OSError:
+        pytest.skip("::1 not configured")
+    v4 = sinks()
+    servers = [HbServer("127.0.0.1", v4.port, "k4"), HbServer("::1", v6.port, "k6")]
+    hb = cls(DIST, servers, 0.05, family=socket.AF_INET6)
+    with hb:
+        got = v6.collect(2, 10)
+    assert hbp.verify_packet(got[0][1], "k6")
+    v4.sock.setblocking(False)
+    with pytest.raises(BlockingIOError):
+        v4.sock.recv(2048)  # the IPv4 server was skipped: the SA talks IPv6
+    assert hb.stats.errors == 0

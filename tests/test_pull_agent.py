@@ -363,3 +363,103 @@ def test_transition_table_refuses_a_transition_the_spec_does_not_have():
     assert next_state(State.PUSH_REBOOT, Event.RS_START) == State.RSPULL
     with pytest.raises(RuntimeError):
         next_state(State.INITIAL, Event.RS_DONE)
+
+
+def test_pull_over_ipv6_loopback(tmp_path, pull_pki):
+    import socket as _s
+    if not _s.has_ipv6:
+        pytest.skip("no IPv6")
+    try:
+        s = new_server(tmp_path / "srv6", pull_pki, host="::1").start()
+    except OSError as e:
+        pytest.skip(f"no ::1 here: {e}")
+    try:
+        s.add_device(DIST, LS_KEY, location={"lines": [{"type": "ra", "ifindex": 0}]})
+        a = make_agent(s)
+        assert s.ls_url.startswith("https://[::1]:")
+        a.pull(timeout=60, lines=[Line(LineType.RA, 0)])     # IPv6 lines in both stages
+        assert a.state == State.PULLDONE and a.ctx.rs_endpoint.startswith("https://[::1]:")
+    finally:
+        s.stop()
+
+
+def test_end_from_another_thread_interrupts_a_waiting_pull(pull_server):
+    import threading
+    cb = Recorder()
+    a = make_agent(pull_server, cb, ls_url=f"https://127.0.0.1:{closed_port()}/arms.cgi",
+                   ls_retry_interval_factor=3600)               # would wait an hour between rounds
+    waiting = threading.Event()
+    cb.log = lambda code, msg: waiting.set() if code == 8 else None
+    result = []
+    t = threading.Thread(target=lambda: result.append(pytest.raises(ArmsError, a.pull)))
+    t.start()
+    assert waiting.wait(30)
+    a.end()
+    t.join(30)
+    assert not t.is_alive() and result[0].value.code == Err.ETIMEOUT
+
+
+def _server_with_cert(tmp_path, pull_pki, **cert):
+    s = new_server(tmp_path / "srv")
+    write_server_cert(tmp_path / "srv", pull_pki, **cert)
+    s.start()
+    s.add_device(DIST, LS_KEY)
+    return s
+
+
+def test_certificate_naming_other_addresses_is_refused(tmp_path, pull_pki):
+    s = _server_with_cert(tmp_path, pull_pki, ips=("127.0.0.2", "::2"))
+    try:
+        with pytest.raises(ArmsError) as e:
+            make_agent(s).pull()
+        assert "names 127.0.0.2, ::2, not 127.0.0.1" in str(e.value)
+    finally:
+        s.stop()
+
+
+def test_certificate_without_addresses_is_accepted_and_the_log_says_the_name_was_not_checked(tmp_path, pull_pki):
+    s = _server_with_cert(tmp_path, pull_pki, ips=())
+    try:
+        cb = Recorder()
+        make_agent(s, cb).pull()
+        assert any("host name check could not apply" in m for _, m in cb.logs)
+    finally:
+        s.stop()
+
+
+def test_rs_signed_by_another_ca_than_the_ls_rs_certificate_is_refused(tmp_path, pull_pki, pull_server, monkeypatch):
+    import libarms.agent as agent_mod
+    monkeypatch.setattr(agent_mod, "MIN_TIMEOUT", 0.1)
+    rogue = new_server(tmp_path / "rogue")
+    write_server_cert(tmp_path / "rogue", pull_pki, foreign_ca=True)
+    rogue.start()
+    try:
+        rogue.add_device(DIST, LS_KEY, rs_key="rs-presharedkey-abcdef")
+        pull_server.db.set_location(DIST, rs_urls=[rogue.rs_url], rs_retry_max=0)
+        cb = Recorder()
+        a = make_agent(pull_server, cb)
+        with pytest.raises(ArmsError) as e:
+            a.pull(timeout=3)
+        assert e.value.code == Err.ETIMEOUT                  # RS refused, LS again, ... until the timeout
+        assert any(c == 106 and rogue.rs_url in m for c, m in cb.logs), cb.log_text()
+        assert rogue.db.requests(DIST) == [] and a.ctx.sa_cert_pem is None
+    finally:
+        rogue.stop()
+
+
+def test_a_module_dropped_by_the_rs_is_removed_on_the_next_pull(pull_server):
+    mods = [{"id": 1, "version": "1", "info": "a", "config": "one\n"},
+            {"id": 2, "version": "1", "info": "b", "config": "two\n"}]
+    pull_server.db.set_service(DIST, modules=mods)
+    cb = Recorder()
+    a = make_agent(pull_server, cb)
+    a.pull()
+    pull_server.db.set_service(DIST, modules=mods[:1])
+    cb.events.clear()
+    a.pull()                                    # LS skipped: the cached RS answers
+    assert [e for e in cb.events if e[0] == "config"] == [
+        ("config", 2, "REMOVE_MODULE", 3), ("config", 1, "PULL_STORE_CONFIG", 3)]
+    assert [m.id for m in a.ctx.modules] == [1]
+    cb.events.clear()
+    a.end()
+    assert [e for e in cb.events if e[0] == "config"] == [("config", 1, "REMOVE_MODULE", 3)]

@@ -219,3 +219,32 @@ def test_rs_answer_with_config_for_unknown_module_or_bad_base64_is_refused():
             100, modules=[Module(1)], configs=[ModuleConfig(2, b"x")]))
     with pytest.raises(ProtocolError, match="base64"):
         parse_config_solicitation_response(ok.replace(b'encoding="base64">', b'encoding="base64"> '))
+
+
+@given(st.binary(max_size=400))
+@settings(max_examples=150, deadline=None)
+def test_any_bytes_from_a_server_parse_or_raise_protocol_error(data):
+    for parse in (parse_rs_solicitation_response, parse_config_solicitation_response):
+        try:
+            parse(data)
+        except ProtocolError:
+            pass
+
+
+@given(st.text(alphabet=st.sampled_from(list("line-dhcppoe{}; \t\r\nifndx0123rs-certificateBEGINEND-")), max_size=300))
+@settings(max_examples=150, deadline=None)
+def test_any_location_text_parses_or_raises_protocol_error(text):
+    try:
+        parse_location_config(text)
+    except ProtocolError:
+        pass
+
+
+@given(st.text(max_size=200))
+@settings(max_examples=60, deadline=None)
+def test_any_initial_config_text_parses_or_raises_config_error(text):
+    try:
+        c = parse_initial_config(text)
+    except ConfigError:
+        return
+    assert 1 <= len(c.ls_urls) <= 4

@@ -101,3 +101,50 @@ def test_tls_1_0_is_accepted_only_behind_the_legacy_switch(tmp_path, pull_pki, l
                 _tls10_handshake(s.ls_port)
     finally:
         s.stop()
+
+
+@pytest.mark.filterwarnings("ignore:ssl.TLSVersion.TLSv1 is deprecated")
+def test_legacy_server_answers_the_captured_libarms_requests_over_tls_1_0(tmp_path, pull_pki):
+    import pathlib
+    from libarms.protocol import (parse_config_solicitation_response, parse_http_response,
+                                  parse_rs_solicitation_response)
+    v = pathlib.Path("/work/shared/vectors/libarms-5.33")
+    p = json.loads((v / "parameters.json").read_text())
+    s = new_server(tmp_path / "srv", pull_pki, legacy_tls=True).start()
+    try:
+        s.add_device(p["distribution_id"], p["ls_sa_key"], rs_key=p["rs_preshared_key"],
+                     service={"modules": [{"id": 1001, "version": "1.0.0", "info": "m", "config": "x\n"}]})
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False                    # as libarms: chain only
+        ctx.load_verify_locations(s.ca_path)
+        ctx.minimum_version = ctx.maximum_version = ssl.TLSVersion.TLSv1
+        ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
+
+        def exchange(port, raw):
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+                with ctx.wrap_socket(sock) as t:
+                    if t.version() != "TLSv1":
+                        pytest.skip("no TLS 1.0 in this OpenSSL")
+                    t.sendall(raw)
+                    out = b""
+                    for _ in range(1000):
+                        d = t.recv(65536)
+                        if not d:
+                            break
+                        out += d
+                    return parse_http_response(out)
+        try:
+            ls = exchange(s.ls_port, (v / "tunnel/01-ls-pull-request.http").read_bytes())
+        except ssl.SSLError as e:
+            pytest.skip(f"local OpenSSL cannot speak TLS 1.0: {e}")
+        r = parse_rs_solicitation_response(ls.body)
+        assert r.result_code == 100 and r.rs_urls == (s.rs_url,)
+        assert r.rs_preshared_key == p["rs_preshared_key"] and r.lines and r.rs_ca_pem == s.ca_pem
+        assert ls.body.startswith(b'<?xml version="1.0" encoding="US-ASCII" ?>\n<arms-message>')
+        rs = parse_config_solicitation_response(
+            exchange(s.rs_port, (v / "tunnel/03-rs-pull-request.http").read_bytes()).body)
+        assert rs.result_code == 100 and rs.sa_certificate and rs.modules[0].id == 1001
+        trig = [(x["type"], x["trig"]) for x in s.db.requests(p["distribution_id"])]
+        assert trig == [("rs-solicitation", "power on boot"), ("config-solicitation", "power on boot")]
+    finally:
+        s.stop()

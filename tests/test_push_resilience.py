@@ -157,3 +157,24 @@ def test_configs_are_kept_on_disk_candidate_running_backup(make_proxy, make_devi
     assert st.get("running", 1) == b"second" and st.get("backup", 1) == b"first"
     assert st.modules("candidate") == []
     assert not [p for p in tmp_path.rglob("*.tmp.*")]
+
+
+def test_configure_that_cuts_the_device_off_is_rolled_back_when_confirmation_fails(make_proxy, make_device, tmp_path):
+    from libarms.configstore import ConfigStore
+    proxy = make_proxy(methods=("https-tunnel",), echo_interval=5)
+    cb = RecordingCallbacks()
+    make_device(proxy, cb, confirm_timeout=1, rs_retry_max=1, state_dir=str(tmp_path)).start()
+    proxy.wait_reachable()
+    before = proxy.confirmations()
+    proxy.push("configure", P.configure_body([P.ModuleInfo(1, "1")], [(1, "good")]))
+    wait_for(lambda: proxy.confirmations() > before, what="confirmation after the first configure")
+    proxy.proxy.cut_after_done.add("configure")
+    out = proxy.push("configure", P.configure_body([P.ModuleInfo(1, "2")], [(1, "breaks the wan")]))
+    assert out.done.result_code == 100
+    wait_for(lambda: any(c[0] == "config" and c[2] == ConfigAction.PUSH_REVERT_CONFIG for c in cb.calls),
+             10, "rollback after the failed confirmation")
+    wait_for(lambda: ConfigStore(str(tmp_path)).get("running", 1) == b"good", 5, "old config running again")
+    proxy.proxy.refuse_tunnels = False           # the old config works again
+    n = proxy.confirmations()
+    wait_for(lambda: proxy.confirmations() > n, 15, "confirmation with the old config")
+    assert proxy.push("md-command", P.md_command_body(1, "x")).result_code == 100

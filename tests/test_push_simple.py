@@ -71,9 +71,10 @@ def test_every_method_round_trips_over_https_simple(simple):
     assert proxy.push("read-module-list").response.module_list[0].id == 1
     assert proxy.push("dump-debug").response.modules[0].data == b"debug: all fine"
     assert proxy.push("check-transaction").result_code == 100
+    before = proxy.confirmations()
     out = proxy.push("configure", P.configure_body([P.ModuleInfo(1, "2")], [(1, "hostname x")]))
     assert out.done.result_code == 100
-    proxy.wait_reachable()
+    wait_for(lambda: proxy.confirmations() > before, what="re-confirmation after configure")
     out = proxy.push("reboot")
     assert out.result_code == 100 and dev.wait() == Err.EREBOOT
 

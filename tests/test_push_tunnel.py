@@ -132,3 +132,31 @@ def test_pull_config_ls_ends_loop_with_epull(tunnel):
     proxy.push("pull-config", P.pull_config_body("LS"))
     assert dev.wait() == Err.EPULL
     assert dev.ctx.clear_rs_endpoint is True
+
+
+def test_commit_needing_module_sync_reports_303_then_loop_returns_ereboot(make_proxy, make_device):
+    from libarms.errors import ModSyncRequired
+
+    class Sync(RecordingCallbacks):
+        def config(self, module_id, version, info, action, data, flags):
+            super().config(module_id, version, info, action, data, flags)
+            if action == ConfigAction.PUSH_EXEC_STORED_CONFIG:
+                raise ModSyncRequired()
+    proxy = make_proxy(methods=("https-tunnel",))
+    dev = make_device(proxy, Sync()).start()
+    proxy.wait_reachable()
+    out = proxy.push("configure", P.configure_body([P.ModuleInfo(1, "2.0", "new firmware")], [(1, "x")]))
+    assert out.done.result_code == 303
+    assert dev.wait() == Err.EREBOOT
+
+
+def test_app_event_pull_ends_the_loop_and_push_reconfirms(make_proxy, make_device):
+    class App(RecordingCallbacks):
+        answers = [Err.EPUSH, Err.EPULL]
+
+        def app_event(self):
+            return self.answers.pop(0) if self.answers else 0
+    proxy = make_proxy(methods=("https-tunnel",))
+    dev = make_device(proxy, App(), app_event_interval=0.3).start()
+    assert dev.wait() == Err.EPULL
+    assert proxy.confirmations() >= 2      # EPUSH re-ran the confirmation before EPULL ended it

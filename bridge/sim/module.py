@@ -91,8 +91,12 @@ class ModuleSim:
     def __init__(self, profile: Profile, meter: MeterModel, out: Callable[[bytes], None],
                  schedule: Callable[[float, Callable[[], None]], None],
                  timing: Optional[Timing] = None, faults: Optional[Faults] = None,
-                 seed: int = 0):
+                 seed: int = 0, neighbours=()):
         self.p = profile
+        #: Other meters in radio range (MeterConfig-like: channel, pan_id, mac, lqi, rbid); they
+        #: answer scans (mode 2 only with a matching pairing ID unless strict_pairing is off)
+        #: but never accept our credentials.
+        self.neighbours = list(neighbours)
         self.meter = meter
         self.out = out
         self.schedule = schedule
@@ -356,7 +360,7 @@ class ModuleSim:
                                         for ch in range(0x21, 0x3D)))
             self.schedule(dwell * 28, ed_done)
             return
-        pans = [self.meter.cfg]
+        pans = [self.meter.cfg] + self.neighbours
         for pan in pans:
             idx = pan.channel - 0x21
             if not mask_v & (1 << idx) or self.f.link_down:
@@ -624,6 +628,8 @@ class ModuleSim:
         self._ok()
         if not delivered or port_v != 3610:
             return
+        if sec == "0":
+            return                  # the meter accepts ECHONET Lite only encrypted (§7.5)
         if self.rng.random() < self.f.loss_rate:
             return
         try:

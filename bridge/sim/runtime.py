@@ -37,7 +37,7 @@ class Simulator:
                  time_scale: float = 1.0, meter: Optional[MeterConfig] = None,
                  timing: Optional[Timing] = None, faults: Optional[Faults] = None,
                  chunked: bool = True, seed: int = 0, control: Optional[str] = None,
-                 **quirks):
+                 neighbours=(), **quirks):
         self.profile = make_profile(profile, **quirks)
         self.time_scale = float(time_scale)
         self.meter = MeterModel(meter or MeterConfig())
@@ -58,7 +58,7 @@ class Simulator:
         self._ctl: Optional[socket.socket] = None
         self.plugged = False
         self.module = ModuleSim(self.profile, self.meter, self._emit, self._schedule,
-                                timing=timing, faults=faults, seed=seed)
+                                timing=timing, faults=faults, seed=seed, neighbours=neighbours)
         self.rx_log = bytearray()          # everything the host wrote (bounded)
 
     # -- lifecycle -----------------------------------------------------------------------------

@@ -38,10 +38,8 @@ import re
 from typing import Iterable, Optional, Sequence, Union
 from xml.etree.ElementTree import Element
 
-from defusedxml import ElementTree as DET
-from defusedxml.common import DefusedXmlException
-
 from ..errors import ProtocolError
+from .xmlutil import parse_document
 
 Result = Union[str, bytes]
 
@@ -415,19 +413,9 @@ def build_check_transaction_response(transaction_ids: Sequence[int]) -> list[byt
 # -- parsing XML ------------------------------------------------------------------------------
 
 def parse_xml(data: bytes, limit: int = MAX_MESSAGE) -> Element:
-    """Parse one ARMS message: size limit, 7-bit ASCII, no DTD/entities, root arms-message."""
-    if len(data) > limit:
-        raise ProtocolError(f"ARMS message of {len(data)} bytes exceeds the {limit}-byte limit")
-    try:
-        data.decode("ascii")
-    except UnicodeDecodeError as e:
-        raise ProtocolError(f"ARMS message is not 7-bit ASCII (byte {e.start})") from None
-    try:
-        root = DET.fromstring(data, forbid_dtd=True, forbid_entities=True, forbid_external=True)
-    except DefusedXmlException as e:
-        raise ProtocolError(f"ARMS message refused: {e}") from None
-    except Exception as e:  # ParseError and expat errors
-        raise ProtocolError(f"ARMS message is not well-formed XML: {e}") from None
+    """Parse one ARMS message with the shared XML layer (:mod:`libarms.protocol.xmlutil`:
+    size limit, 7-bit ASCII, no DTD/entities) and check the ``arms-message`` root."""
+    root = parse_document(bytes(data), limit=limit)
     if root.tag != "arms-message":
         raise ProtocolError(f"root element is <{root.tag}>, expected <arms-message>")
     return root

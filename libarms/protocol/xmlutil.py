@@ -39,10 +39,11 @@ def parse_document(data: bytes, *, limit: int = MAX_DOCUMENT, what: str = "ARMS 
         raise ProtocolError(f"{what} too large: {len(data)} bytes (limit {limit})")
     if not data.strip():
         raise ProtocolError(f"{what} is empty")
-    for i, b in enumerate(data):
-        if b >= 0x80:
-            raise ProtocolError(f"{what} is not 7-bit ASCII (byte 0x{b:02x} at offset {i}); "
-                                "servers must base64-encode non-ASCII data")
+    if not data.isascii():          # C speed; the loop below only finds the offset
+        for i, b in enumerate(data):
+            if b >= 0x80:
+                raise ProtocolError(f"{what} is not 7-bit ASCII (byte 0x{b:02x} at offset {i}); "
+                                    "servers must base64-encode non-ASCII data")
     try:
         return DET.fromstring(data, forbid_dtd=True, forbid_entities=True, forbid_external=True)
     except defusedxml.DTDForbidden as e:

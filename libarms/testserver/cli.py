@@ -8,6 +8,9 @@ Examples::
     arms-testserver set-service --state-dir /tmp/ts DISTID --module 1001:1.0.0:info=config.txt
     arms-testserver initial-config --state-dir /tmp/ts > initial-config
     arms-testserver requests --state-dir /tmp/ts
+    arms-testserver serve --state-dir /tmp/ts --heartbeat-port 16000   # + UDP heartbeat receiver
+    arms-testserver heartbeats --state-dir /tmp/ts
+    arms-testserver request md-command --state-dir /tmp/ts --device DISTID --module 1 'show status'
 
 The subcommands other than ``serve`` edit the SQLite file directly; a running server sees the
 change on the next request.
@@ -90,16 +93,30 @@ def _heartbeat(text: str) -> dict:
 def cmd_serve(args) -> int:
     srv = TestServer(args.state_dir, host=args.host, ls_port=args.ls_port, rs_port=args.rs_port,
                      legacy_tls=args.legacy_tls)
+    from .pushservice import PushService
+    push = PushService(args.state_dir, token=args.rest_token, proxy_port=args.proxy_port,
+                       rest_port=args.rest_port, methods=args.push_methods.split(","),
+                       echo_interval=args.echo_interval)
+    srv.add_component(push)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *a: stop.set())
     signal.signal(signal.SIGINT, lambda *a: stop.set())
+    rx = None
     try:
         srv.start()
+        if args.heartbeat_port is not None:
+            from .heartbeat import HeartbeatReceiver
+            rx = HeartbeatReceiver(host=args.host, port=args.heartbeat_port)
+            srv.add_component(rx)
     except OSError as e:
+        srv.stop()
         print(f"arms-testserver: cannot listen: {e}", file=sys.stderr)
         return 2
     info = {"ls_url": srv.ls_url, "rs_url": srv.rs_url, "ca": srv.ca_path,
-            "legacy_tls": srv.legacy_tls, "pid": os.getpid()}
+            "legacy_tls": srv.legacy_tls, "pid": os.getpid(),
+            "proxy_url": push.proxy.url, "rest_url": push.rest.url}
+    if rx is not None:
+        info["heartbeat"] = f"{args.host}:{rx.port}"
     if args.ready_file:
         from .._atomic import write_atomic
         write_atomic(args.ready_file, (json.dumps(info) + "\n").encode(), 0o644)
@@ -107,6 +124,29 @@ def cmd_serve(args) -> int:
     while not stop.wait(3600):
         pass
     srv.stop()
+    return 0
+
+
+def cmd_heartbeats(args) -> int:
+    """Counters and what every device last reported, from STATE_DIR/heartbeats.db."""
+    import sqlite3
+    path = os.path.join(args.state_dir, "heartbeats.db")
+    if not os.path.exists(path):
+        print(f"arms-testserver: no heartbeats received yet ({path} missing)", file=sys.stderr)
+        return 1
+    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    out = {"counters": dict(con.execute("SELECT name, value FROM hb_counter")), "devices": {}}
+    where, params = "", ()
+    if args.distribution_id:
+        where, params = " WHERE distribution_id=?", (args.distribution_id.upper(),)
+    for dist, n, last in con.execute("SELECT distribution_id, COUNT(*), MAX(received) FROM "
+                                     "hb_packet" + where + " GROUP BY distribution_id", params):
+        metrics = {f"{k}/{i}": json.loads(v) for k, i, v in con.execute(
+            "SELECT kind, idx, value FROM hb_metric WHERE distribution_id=? ORDER BY kind, idx",
+            (dist,))}
+        out["devices"][dist] = {"packets": n, "last": last, "metrics": metrics}
+    con.close()
+    print(json.dumps(out, indent=2, sort_keys=True))
     return 0
 
 
@@ -192,7 +232,22 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--legacy-tls", action="store_true",
                    help="also accept TLS 1.0 (the real libarms 5.33 client); refused otherwise")
     s.add_argument("--ready-file", help="write the URLs as JSON here once listening")
+    s.add_argument("--heartbeat-port", type=int, metavar="PORT",
+                   help="also receive heartbeats on this UDP port (0: any free port); they are "
+                        "checked with the passphrases of each device's service config and stored "
+                        "in STATE_DIR/heartbeats.db (see the 'heartbeats' command)")
+    s.add_argument("--push-methods", default="https-tunnel,https-simple",
+                   help="push methods the proxy offers, in order of preference")
+    s.add_argument("--proxy-port", type=int, default=0, help="tunnel/proxy port (default: any free port)")
+    s.add_argument("--rest-port", type=int, default=0, help="REST API port (default: any free port)")
+    s.add_argument("--rest-token", help="REST bearer token (default: random, in push-service.json)")
+    s.add_argument("--echo-interval", type=int, help="tunnel echo interval announced to devices")
     s.set_defaults(fn=cmd_serve)
+
+    s = sub.add_parser("heartbeats", help="print heartbeat counters, devices and latest metrics")
+    sd(s)
+    s.add_argument("distribution_id", nargs="?", type=_distid)
+    s.set_defaults(fn=cmd_heartbeats)
 
     s = sub.add_parser("add-device", help="register a device (distribution id and LS-SA key)")
     sd(s)
@@ -239,6 +294,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--retry-interval", type=int, default=1)
     s.add_argument("--retry-max", type=int, default=1)
     s.set_defaults(fn=cmd_initial_config)
+
+    from .restcli import add_parser as add_request_parser, run as run_request
+    add_request_parser(sub).set_defaults(fn=run_request)
     return p
 
 

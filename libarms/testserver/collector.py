@@ -220,8 +220,8 @@ class CollectorServer:
         return f"http://{host}:{port}{self.collector.prefix}/readings"
 
     def start(self) -> "CollectorServer":
-        self._thread = threading.Thread(target=self.httpd.serve_forever, name="collector",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,),
+                                        name="collector", daemon=True)
         self._thread.start()
         return self
 

@@ -88,6 +88,7 @@ class Database:
         self._db.row_factory = sqlite3.Row
         with self._lock:
             self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")   # WAL: durable enough for a test server
             self._db.execute("PRAGMA foreign_keys=ON")
             self._db.executescript(SCHEMA)
 

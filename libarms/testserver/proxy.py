@@ -146,6 +146,7 @@ class PushProxy:
         self.answer_echo = True           # answer echo-request chunks
         self.block_inbound = False        # act as if the device's push endpoint is unreachable
         self.done_script: dict[str, list[int]] = {}   # method -> result codes for next done answers
+        self.cut_after_done: set[str] = set()  # methods whose done answer is followed by an outage
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -244,6 +245,8 @@ class PushProxy:
             await writer.drain()
         except (OSError, ssl.SSLError, asyncio.TimeoutError, ProtocolError) as e:
             log.warning("proxy connection failed: %s", e or type(e).__name__)
+        except asyncio.CancelledError:
+            pass        # shutting down; a cancelled connection task upsets asyncio 3.11's streams
         finally:
             writer.close()
 
@@ -278,6 +281,7 @@ class PushProxy:
             a = P.read_push_answer(body)
             tid = next(self._tids)
             if a.push_endpoint:
+                self.device(dist).endpoint = None     # until this confirmation completes
                 self._spawn(self._confirm_simple(dist, a.push_endpoint, tid))
             return P.build_confirmation_start_response(100, tid)
         if msg.kind == "request" and msg.type.endswith("-done"):
@@ -409,6 +413,10 @@ class PushProxy:
             return
         if a.is_done:
             await tun.send(self._done(tun.dist, msg))
+            if a.method in self.cut_after_done:     # e.g. the pushed config broke the WAN
+                self.cut_after_done.discard(a.method)
+                self.refuse_tunnels = True
+                self.cut_tunnels(tun.dist)
             return
         if a.kind == "response":
             f = tun.expect.pop(a.type, None)

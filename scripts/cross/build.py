@@ -115,7 +115,7 @@ def build_extension(arch: Arch, sysroot: Path, out_dir: Path, opt: str = "-O2") 
     inc = [sysroot / "usr/include/python3.11", sysroot / f"usr/include/{arch.triplet}/python3.11",
            sysroot / "usr/include", sysroot / f"usr/include/{arch.triplet}"]
     libdir = sysroot / f"usr/lib/{arch.triplet}"
-    cmd = [arch.cc, "-shared", "-fPIC", opt, "-fno-strict-aliasing", "-Wall", *arch.cflags]
+    cmd = [arch.cc, "-shared", "-fPIC", "-fno-strict-aliasing", "-Wall", *arch.cflags]
     for macro, value in ext.define_macros or []:
         cmd.append(f"-D{macro}" if value is None else f"-D{macro}={value}")
     for m in ext.undef_macros or []:
@@ -123,6 +123,7 @@ def build_extension(arch: Arch, sysroot: Path, out_dir: Path, opt: str = "-O2") 
     cmd += [f"-I{REPO / d}" for d in ext.include_dirs or []]
     cmd += [f"-I{d}" for d in inc]
     cmd += list(ext.extra_compile_args or [])
+    cmd.append(opt)  # after the builder's own flags, so that it wins
     cmd += [str(REPO / s) if not os.path.isabs(s) else s for s in ext.sources]
     cmd += ["-o", target, f"-L{libdir}", f"-Wl,-rpath-link,{libdir}",
             f"-Wl,-rpath-link,{sysroot / 'lib' / arch.triplet}"]
@@ -217,7 +218,7 @@ def stage(arch: Arch, sysroot: Path, out: Path, opt: str) -> Path:
             log("not staged (compiled; the sysroot's Python must provide them if needed): "
                 + ", ".join(compiled))
         (tmp / "STAGE-INFO").write_text(
-            f"arch={arch.name}\nextension={so.name if so else ''}\n"
+            f"arch={arch.name}\nsysroot={sysroot}\nextension={so.name if so else ''}\n"
             f"pure={','.join(d.metadata['Name'] for d in dists)}\ncompiled={','.join(compiled)}\n")
         shutil.rmtree(out, ignore_errors=True)
         tmp.rename(out)

@@ -15,12 +15,14 @@ keyword arguments for ``Agent``, e.g. short retry intervals), ``cpu_usage`` (hea
 Events (one JSON object per line, ``t`` = seconds since the program started):
 ``start`` (machine, byte order, whether the C core loaded), ``state`` (old, new), ``config``
 (module id, version, action, bytes), ``pulled``, ``md_command`` (module id, command),
-``heartbeat_stats``, ``run_result`` (code) and ``error`` (message).
+``heartbeat_stats``, ``method_query`` (code), ``run_result`` (code) and ``error`` (message).
+Logs of the agent go to stderr (``log_level`` in device.json, default INFO).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import platform
 import sys
@@ -42,6 +44,8 @@ def main(argv: list[str]) -> int:
     with open(argv[1], encoding="utf-8") as f:
         conf = json.load(f)
 
+    logging.basicConfig(level=conf.get("log_level", "INFO"), stream=sys.stderr,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
     import libarms
     from libarms import Agent, ArmsError, Callbacks, State
 
@@ -83,6 +87,10 @@ def main(argv: list[str]) -> int:
         emit("pulled")
         if not conf.get("push", True):
             return 0
+        code = agent.push_method_query()
+        emit("method_query", code=int(code or 0))
+        if code:
+            return 1
         code = agent.run(port=int(conf.get("push_port", 0)))
         emit("run_result", code=int(code or 0))
         return 0

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
-from bridge.session import Session, SessionConfig
-from bridge.sim import MeterConfig, Simulator, Timing
+from bridge.config import BridgeConfig
+from bridge.service import Bridge
+from bridge.session import SessionConfig
 
 RBID = "0123456789ABCDEF0123456789ABCDEF"
 PASSWORD = "0A1B2C3D4E5F"
@@ -46,6 +48,18 @@ class Runner:
         return self.bridge
 
     def __exit__(self, *exc):
-        self.bridge.stop.set()
+        self.bridge.shutdown()
         self.thread.join(10)
         assert not self.thread.is_alive(), "bridge did not stop"
+
+
+def make_bridge(sim, tmp_path, collector=None, **over) -> Bridge:
+    """A Bridge on the simulator with fast polls; uploads to ``collector`` when given."""
+    cfg = BridgeConfig(session=fast_config(sim.path, tmp_path), device_id="meter-1",
+                       state_dir=str(tmp_path / "state"), poll_interval=0.05, energy_interval=0.2,
+                       collector_url=collector.url if collector else None,
+                       upload_backoff=(0.05, 0.1))
+    for k, v in over.items():
+        setattr(cfg, k, v)
+    cfg.session.pan_cache = os.path.join(cfg.state_dir, "pan.json")
+    return Bridge(cfg)

@@ -142,7 +142,7 @@ def test_unplug_and_replug_reopen_the_port(joined):
     sim.replug()
     t.join(15)
     assert errors == [321]
-    assert s.joined
+    assert s.joined and s.metrics["reopens"] >= 2
 
 
 def test_infc_notification_is_answered_and_delivered(joined):
@@ -154,3 +154,12 @@ def test_infc_notification_is_answered_and_delivered(joined):
     assert wait_for(lambda: sim.stats["infc_res"] == 1, 5)
     when, raw = m.decode_fixed_time(notes[0].get(m.FIXED_NORMAL))
     assert when.minute in (0, 30) and raw is not None
+
+
+def test_dongle_coming_back_under_another_device_name_is_found_again(joined, make_sim):
+    sim, s = joined()
+    sim.unplug()
+    other = make_sim(sim.profile.name, meter=MeterConfig(power_override=321))   # e.g. ttyUSB1
+    s.resolve_port = lambda: other.path
+    assert read_power(s) == 321
+    assert s.driver.port == other.path

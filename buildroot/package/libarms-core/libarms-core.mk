@@ -19,17 +19,20 @@ LIBARMS_CORE_INSTALL_TARGET = NO
 LIBARMS_CORE_OVERRIDE_SRCDIR_RSYNC_EXCLUSIONS = \
 	--exclude '*.o' --exclude '*.a' --exclude '*.so' --exclude build
 
-# csrc/Makefile contract: `make lib` builds libarms_core.a with $(CC),
-# $(AR), $(CFLAGS) from the environment; `make install-lib DESTDIR=...
-# PREFIX=/usr` installs $(DESTDIR)$(PREFIX)/lib/libarms_core.a and the
-# public headers under $(DESTDIR)$(PREFIX)/include/.
+# csrc/Makefile: `make lib OUT=dir` builds dir/libarmscore.a and copies the
+# public headers to dir/include/. CC, AR and CFLAGS given on the command line
+# (TARGET_CONFIGURE_OPTS) override the Makefile's.
 define LIBARMS_CORE_BUILD_CMDS
-	$(TARGET_MAKE_ENV) $(MAKE) -C $(@D) $(TARGET_CONFIGURE_OPTS) lib
+	$(TARGET_MAKE_ENV) $(MAKE) -C $(@D) $(TARGET_CONFIGURE_OPTS) \
+		OUT=$(@D)/out lib
 endef
 
 define LIBARMS_CORE_INSTALL_STAGING_CMDS
-	$(TARGET_MAKE_ENV) $(MAKE) -C $(@D) $(TARGET_CONFIGURE_OPTS) \
-		DESTDIR=$(STAGING_DIR) PREFIX=/usr install-lib
+	$(INSTALL) -D -m 0644 $(@D)/out/libarmscore.a \
+		$(STAGING_DIR)/usr/lib/libarmscore.a
+	$(INSTALL) -d -m 0755 $(STAGING_DIR)/usr/include/armscore
+	$(INSTALL) -m 0644 $(@D)/out/include/*.h \
+		$(STAGING_DIR)/usr/include/armscore/
 endef
 
 $(eval $(generic-package))
