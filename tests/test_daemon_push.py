@@ -240,3 +240,27 @@ def test_reboot_push_runs_the_reboot_hook_and_exits_4(conf, server, hooks):
         d.stop()
     assert hooks.calls("reboot") == [f" env={DISTID}"]
     assert hooks.calls("stop") == [f"[1] env={DISTID}"]
+
+
+def test_pull_config_push_stops_the_modules_and_pulls_again_in_process(conf, server, hooks):
+    d = Armsd(conf())
+    try:
+        d.wait_for("-> PUSH_WAIT", 60)
+        mark = d.mark()
+        server.request("pull-config", pullType="RS")
+        d.wait_for("pull requested: stopping the modules and pulling again", 60, start=mark)
+        d.wait_for("-> PUSH_WAIT", 60, start=mark)          # back in push wait, same process
+        assert hooks.calls("stop") == [f"[1] env={DISTID}"]
+        assert "Skip LS access" in "\n".join(d.lines[mark:])  # RS pull: the LS is skipped
+    finally:
+        stop_armsd(d)
+
+
+def test_exit_on_pull_leaves_with_exit_6(conf, server):
+    d = Armsd(conf(), "--exit-on-pull")
+    try:
+        d.wait_for("-> PUSH_WAIT", 60)
+        server.request("pull-config", pullType="LS")
+        assert d.wait(60) == 6
+    finally:
+        d.stop()
