@@ -179,6 +179,8 @@ class ArmsdCallbacks(Callbacks):
             return bool(cfg.script("script-clear"))
         if name == "md_command":
             return bool(cfg.script("script-command"))
+        if name == "app_event":       # no script: no timer, no wake-ups
+            return bool(cfg.script("script-app-event"))
         if name == "ping":
             return bool(cfg.script("script-ping") or shutil.which("ping"))
         if name == "traceroute":

@@ -256,7 +256,12 @@ class Armsd:
             log.warning("%s", w)
         os.environ["ARMS_DISTRIBUTION_ID"] = cfg.distribution_id
         self._install_signals()
-        self.store.prepare()
+        try:
+            self.store.prepare()
+        except OSError as e:
+            log.error("work directory %s unusable: %s (set path-work-dir or -b)",
+                      cfg.path_work_dir, e)
+            return EXIT_CONFIG
         try:
             self.agent = self._make_agent()
         except (ConfigError, ArmsError) as e:
