@@ -106,7 +106,8 @@ def stop_armsd(d, expect=0):
 
 
 def test_push_wait_over_a_tunnel_with_heartbeats_and_sigterm_stops_cleanly(conf, server, tmp_path):
-    d = Armsd(conf())
+    # PYTHONPROFILEIMPORTTIME: armsd reports every module it imports on its stderr
+    d = Armsd(conf(), env=dict(os.environ, PYTHONPROFILEIMPORTTIME="1"))
     try:
         d.wait_for("-> PUSH_WAIT", 60)
         assert server.rx.wait_for(DISTID, count=2, timeout=30)
@@ -120,6 +121,10 @@ def test_push_wait_over_a_tunnel_with_heartbeats_and_sigterm_stops_cleanly(conf,
     assert "stopped by SIGTERM" in log and "heartbeat stopped" in log
     assert "state saved" in log
     assert LS_KEY not in "\n".join(d.lines)
+    # the steady path stays light: no requests, no cryptography (RSS budget, issue 5)
+    imported = {ln.rsplit("|", 1)[-1].strip() for ln in d.lines if ln.startswith("import time:")}
+    assert "ssl" in imported
+    assert not {m for m in imported if m.split(".")[0] in ("requests", "cryptography")}
 
 
 def test_rest_pushes_are_answered_by_the_hooks_and_a_hanging_hook_times_out(conf, server,
