@@ -269,3 +269,28 @@ def test_exit_on_pull_leaves_with_exit_6(conf, server):
         assert d.wait(60) == 6
     finally:
         d.stop()
+
+
+def test_ping_traceroute_and_dump_debug_pushes(conf, server, hooks):
+    d = Armsd(conf(
+        script_ping=hooks.make("ping", 'echo "$2 packets transmitted, 1 received, 66% loss"'),
+        script_traceroute=hooks.make("trace", "echo ' 1 192.0.2.1 0.1 ms'; "
+                                              "echo ' 2 198.51.100.7 0.2 ms'"),
+        script_debug=hooks.make("debug", 'echo "debug from hook" > "$2"')))
+    try:
+        d.wait_for("-> PUSH_WAIT", 60)
+        ping = server.request("ping", address="127.0.0.1", count=3, size=56)
+        assert ping["status"] == "done" and ping["resultCode"] == 100, ping
+        assert (ping["success"], ping["failure"]) == (1, 2)
+        assert hooks.calls("ping") == [f"[127.0.0.1][3][56] env={DISTID}"]
+        trace = server.request("traceroute", address="127.0.0.1", count=2, maxhop=5)
+        assert trace["resultCode"] == 100, trace
+        assert trace["hops"] == [{"hop": 1, "address": "192.0.2.1"},
+                                 {"hop": 2, "address": "198.51.100.7"}]
+        assert hooks.calls("trace") == [f"[127.0.0.1][2][5] env={DISTID}"]
+        dump = server.request("dump-debug")
+        assert dump["resultCode"] == 100, dump
+        assert hooks.calls("debug")[0].startswith("[0][")
+        assert "debug from hook" in json.dumps(dump)
+    finally:
+        stop_armsd(d)
