@@ -157,7 +157,7 @@ class ArmsdCallbacks(Callbacks):
 
     # -- helpers -----------------------------------------------------------------------------
 
-    def _hook(self, key: str, args=(), **kw) -> Optional[HookResult]:
+    def run_hook(self, key: str, args=(), **kw) -> Optional[HookResult]:
         path = self.cfg.script(key)
         if not path:
             return None
@@ -207,7 +207,7 @@ class ArmsdCallbacks(Callbacks):
             args += [line.pppoe_id, line.pppoe_pass, line.telno, str(line.cid), line.apn, line.pdp]
             secrets.append(line.pppoe_pass)
         self.redact.add(*secrets)
-        res = self._hook("script-line-ctrl", args, secrets=secrets)
+        res = self.run_hook("script-line-ctrl", args, secrets=secrets)
         if res.status == "failed" and res.returncode in LINE_EXIT_CODES:
             status = LINE_EXIT_CODES[res.returncode]
             log.info("line %s %s(ifindex %d): %s", _ACTION_WORDS[action], word, line.ifindex,
@@ -254,7 +254,7 @@ class ArmsdCallbacks(Callbacks):
     def _pull_store(self, module_id: int, version: str, info: str, data: bytes) -> None:
         tmp = self.store.new_tmp(data)
         try:
-            res = self._hook("script-start", [str(module_id), version, info, tmp])
+            res = self.run_hook("script-start", [str(module_id), version, info, tmp])
             if res is not None and not res.ok:
                 log.warning("module %d: script-start %s (ignored, as armsd does)",
                             module_id, res.describe())
@@ -275,7 +275,7 @@ class ArmsdCallbacks(Callbacks):
         failed = []
         for mid in ids:
             version, info = self._pending_meta.get(mid, ("", ""))
-            res = self._hook("script-reconfig", [str(mid), version, info,
+            res = self.run_hook("script-reconfig", [str(mid), version, info,
                                                  self.store.path("candidate", mid)])
             if res is not None and res.status == "failed" and res.returncode == 128:
                 log.info("module %d: script-reconfig asks for a module sync (reboot)", mid)
@@ -302,7 +302,7 @@ class ArmsdCallbacks(Callbacks):
                 errors.append(f"module {mid}: no backup config")
                 continue
             meta = self.store.meta.get(mid, {})
-            res = self._hook("script-reconfig", [str(mid), meta.get("version", ""),
+            res = self.run_hook("script-reconfig", [str(mid), meta.get("version", ""),
                                                  meta.get("info", ""),
                                                  self.store.path("backup", mid)])
             log.info("module %d: rolled back to the backup config%s", mid,
@@ -320,7 +320,7 @@ class ArmsdCallbacks(Callbacks):
         log.info("module %d removed", module_id)
 
     def stop_module(self, module_id: int) -> None:
-        res = self._hook("script-stop", [str(module_id)])
+        res = self.run_hook("script-stop", [str(module_id)])
         if res is not None and not res.ok:
             log.warning("module %d: script-stop %s (ignored)", module_id, res.describe())
 
@@ -385,7 +385,7 @@ class ArmsdCallbacks(Callbacks):
         req = self.store.new_tmp(request or b"")
         res_path = self.store.new_tmp(b"")
         try:
-            res = self._hook(key, [str(module_id), req, res_path])
+            res = self.run_hook(key, [str(module_id), req, res_path])
             try:
                 with open(res_path, "rb") as f:
                     out = f.read(MAX_RESULT_SIZE)
@@ -422,7 +422,7 @@ class ArmsdCallbacks(Callbacks):
         except ValueError:
             raise HookError(f"ping destination {dst!r} is not a numeric address") from None
         if self.cfg.script("script-ping"):
-            res = self._hook("script-ping", [dst, str(count), str(size)], capture_stdout=True)
+            res = self.run_hook("script-ping", [dst, str(count), str(size)], capture_stdout=True)
         else:
             prog = shutil.which("ping6" if family == 6 else "ping") or shutil.which("ping")
             if not prog:
@@ -445,7 +445,7 @@ class ArmsdCallbacks(Callbacks):
         except ValueError:
             raise HookError(f"traceroute address {addr!r} is not a numeric address") from None
         if self.cfg.script("script-traceroute"):
-            res = self._hook("script-traceroute", [addr, str(count), str(maxhop)],
+            res = self.run_hook("script-traceroute", [addr, str(count), str(maxhop)],
                              capture_stdout=True)
         else:
             prog = shutil.which("traceroute")
@@ -470,7 +470,7 @@ class ArmsdCallbacks(Callbacks):
             return None
         res_path = self.store.new_tmp(b"")
         try:
-            res = self._hook("script-debug", ["0", res_path])
+            res = self.run_hook("script-debug", ["0", res_path])
             if not res.ok:
                 raise HookError(f"script-debug {res.describe()}")
             with open(res_path, "rb") as f:
@@ -479,7 +479,7 @@ class ArmsdCallbacks(Callbacks):
             self.store.discard(res_path)
 
     def app_event(self) -> int:
-        res = self._hook("script-app-event")
+        res = self.run_hook("script-app-event")
         if res is None or res.ok:
             return 0
         log.info("script-app-event %s: line status changed, redoing the push confirmation",
@@ -489,7 +489,7 @@ class ArmsdCallbacks(Callbacks):
     def hb_store_statistics(self, hb) -> None:
         cfg = self.cfg
         if cfg.script("script-heartbeat"):
-            res = self._hook("script-heartbeat", capture_stdout=True)
+            res = self.run_hook("script-heartbeat", capture_stdout=True)
             if res.ok:
                 apply_hook_output(hb, res.stdout.decode("ascii", "replace"))
             else:

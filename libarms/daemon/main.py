@@ -308,7 +308,7 @@ class Armsd:
         log.info("pull done")
         self._save_state()
         self.callbacks.prune_after_pull()
-        res = self.callbacks._hook("script-post-pull")
+        res = self.callbacks.run_hook("script-post-pull")
         if res is not None and not res.ok:
             log.error("script-post-pull %s: taking the reboot path", res.describe())
             return int(Err.EREBOOT)
@@ -381,7 +381,7 @@ class Armsd:
         self._end_agent()
         self.callbacks.flush_state_hooks()
         if reboot_script:
-            res = self.callbacks._hook("script-reboot")
+            res = self.callbacks.run_hook("script-reboot")
             if res is not None:
                 log.info("script-reboot %s", res.describe())
         log.info("exit %d", code)
@@ -494,6 +494,9 @@ def main(argv=None) -> int:
     except ConfigError as e:
         log.error("%s", e)
         return EXIT_CONFIG
+    except Exception as e:      # last resort: one log line and the "boot fail" exit code
+        log.exception("armsd failed unexpectedly: %s", e)
+        return EXIT_BOOTFAIL
     finally:
         if daemon.pidfile is not None:
             daemon.pidfile.remove()
