@@ -317,7 +317,7 @@ _EVENTS = (
     ("config version", None), ("state saved to", "state cache saved (LS-skip on restart)"),
     ("tunnel[0] connected", "https-tunnel to the ARMS proxy connected"),
     ("ready to push", "tunnel confirmed: the server can push to this device now"),
-    ("heartbeat started", None), ("SIGTERM received", "SIGTERM: stopping cleanly"),
+    ("heartbeat started:", None), ("SIGTERM received", "SIGTERM: stopping cleanly"),
     ("stopped by", None),
 )
 
@@ -330,8 +330,8 @@ def _event_text(line: str):
         return msg
     if msg.startswith("state ") and "->" in msg:
         return msg
-    if "Line " in msg and ("Connected" in msg or "Disconnected" in msg):
-        return msg.split("] ", 1)[-1].replace("Line ", "line ")
+    if msg.startswith("line ") and "script-line-ctrl" in msg:
+        return msg
     if "hook script-" in msg and ": exit" in msg:
         return msg
     for key, text in _EVENTS:

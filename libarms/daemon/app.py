@@ -207,11 +207,12 @@ class ArmsdCallbacks(Callbacks):
             args += [line.pppoe_id, line.pppoe_pass, line.telno, str(line.cid), line.apn, line.pdp]
             secrets.append(line.pppoe_pass)
         self.redact.add(*secrets)
-        res = self.run_hook("script-line-ctrl", args, secrets=secrets)
+        res = self.run_hook("script-line-ctrl", args, secrets=secrets,
+                            normal_codes=tuple(LINE_EXIT_CODES))
         if res.status == "failed" and res.returncode in LINE_EXIT_CODES:
             status = LINE_EXIT_CODES[res.returncode]
-            log.info("line %s %s(ifindex %d): %s", _ACTION_WORDS[action], word, line.ifindex,
-                     status.name)
+            log.info("line %s %s ifindex %d: %s (script-line-ctrl exit %d)",
+                     _ACTION_WORDS[action], word, line.ifindex, status.name, res.returncode)
             return status
         raise HookError(f"script-line-ctrl {_ACTION_WORDS[action]} {word}: {res.describe()} "
                         "(expected exit 128..132)")

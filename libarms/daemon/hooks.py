@@ -94,8 +94,10 @@ class HookRunner:
         self.current: Optional[subprocess.Popen] = None
 
     def run(self, key: str, path: str, args: Sequence[str] = (), *, secrets: Sequence[str] = (),
-            capture_stdout: bool = False, timeout: Optional[float] = None) -> HookResult:
-        """Run ``path args...``; never raises for anything the hook does."""
+            capture_stdout: bool = False, timeout: Optional[float] = None,
+            normal_codes: Sequence[int] = ()) -> HookResult:
+        """Run ``path args...``; never raises for anything the hook does. Exit codes in
+        ``normal_codes`` are answers, not failures (the line hook's 128..132): logged at debug."""
         argv = [path, *[str(a) for a in args]]
         hidden = sorted((s for s in secrets if s), key=len, reverse=True)
 
@@ -148,10 +150,10 @@ class HookRunner:
         rc = proc.returncode
         if rc < 0:
             log.warning("hook %s: killed by signal %d: %s", key, -rc, shown)
-        elif rc:
+        elif rc and rc not in normal_codes:
             log.info("hook %s: exit %d: %s", key, rc, shown)
         else:
-            log.debug("hook %s: exit 0 in %.3f s", key, elapsed)
+            log.debug("hook %s: exit %d in %.3f s", key, rc, elapsed)
         return HookResult(key, "ok" if rc == 0 else "failed", rc,
                           out if capture_stdout else b"", elapsed)
 
