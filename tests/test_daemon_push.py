@@ -276,7 +276,8 @@ def test_ping_traceroute_and_dump_debug_pushes(conf, server, hooks):
         script_ping=hooks.make("ping", 'echo "$2 packets transmitted, 1 received, 66% loss"'),
         script_traceroute=hooks.make("trace", "echo ' 1 192.0.2.1 0.1 ms'; "
                                               "echo ' 2 198.51.100.7 0.2 ms'"),
-        script_debug=hooks.make("debug", 'echo "debug from hook" > "$2"')))
+        script_debug=hooks.make("debug", 'echo "debug from hook" > "$2"'),
+        script_status=""))                   # no status hook: the server gets 505
     try:
         d.wait_for("-> PUSH_WAIT", 60)
         ping = server.request("ping", address="127.0.0.1", count=3, size=56)
@@ -292,5 +293,7 @@ def test_ping_traceroute_and_dump_debug_pushes(conf, server, hooks):
         assert dump["resultCode"] == 100, dump
         assert hooks.calls("debug")[0].startswith("[0][")
         assert "debug from hook" in json.dumps(dump)
+        status = server.request("read-status", modules=[1])
+        assert 505 in [status["resultCode"]] + [r["result"] for r in status["results"]], status
     finally:
         stop_armsd(d)
