@@ -271,12 +271,14 @@ def test_exit_on_pull_leaves_with_exit_6(conf, server):
         d.stop()
 
 
-def test_ping_traceroute_and_dump_debug_pushes(conf, server, hooks):
+def test_ping_traceroute_dump_debug_clear_status_and_heartbeat_hooks(conf, server, hooks):
     d = Armsd(conf(
         script_ping=hooks.make("ping", 'echo "$2 packets transmitted, 1 received, 66% loss"'),
         script_traceroute=hooks.make("trace", "echo ' 1 192.0.2.1 0.1 ms'; "
                                               "echo ' 2 198.51.100.7 0.2 ms'"),
         script_debug=hooks.make("debug", 'echo "debug from hook" > "$2"'),
+        script_heartbeat=hooks.make("hb", "echo 'cpu_usage 0 42'; echo 'mem_usage 0 1000 2000'"),
+        script_clear=hooks.make("clear", 'printf "cleared %s: %s" "$1" "$(cat "$2")" > "$3"'),
         script_status=""))                   # no status hook: the server gets 505
     try:
         d.wait_for("-> PUSH_WAIT", 60)
@@ -293,6 +295,16 @@ def test_ping_traceroute_and_dump_debug_pushes(conf, server, hooks):
         assert dump["resultCode"] == 100, dump
         assert hooks.calls("debug")[0].startswith("[0][")
         assert "debug from hook" in json.dumps(dump)
+        clear = server.request("clear-status", modules=[1], parameter="counters")
+        assert clear["resultCode"] == 100, clear
+        assert hooks.calls("clear")[0].startswith("[1][")
+        assert "cleared 1: counters" in json.dumps(clear)
+        # script-heartbeat replaces the built-in collector
+        have = server.rx.counters.get("accepted", 0)
+        assert server.rx.wait_for(DISTID, count=have + 1, timeout=30)
+        m = server.rx.latest_metrics(DISTID)
+        assert m["cpu_usage/0"]["utilization"] == 42 and m["mem_usage/0"]["used"] == 1000
+        assert "disk_usage/0" not in m
         status = server.request("read-status", modules=[1])
         assert 505 in [status["resultCode"]] + [r["result"] for r in status["results"]], status
     finally:
