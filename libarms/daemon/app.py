@@ -19,7 +19,8 @@ config PUSH_EXEC_STORED       ``script-reconfig <id> <newversion> <newinfo> <can
 config PUSH_REVERT_CONFIG     each module of the failed commit: backup becomes running again,
                               then ``script-reconfig <id> <version> <info> <backupfile>``.
 config REMOVE_MODULE          ``script-stop <id>``, module files deleted.
-state                         ``script-state-changed <OLD> <NEW>`` (exit ignored).
+state                         ``script-state-changed <OLD> <NEW>`` (exit ignored; run on a
+                              thread of its own, in order, never holding up the agent).
 get_status / clear_status     ``script-status|script-clear <id> <requestfile> <resultfile>``;
                               non-zero/timeout = error for that module. Not configured = 505.
 md_command                    ``script-command <id> <requestfile> <resultfile>``; non-zero exit =

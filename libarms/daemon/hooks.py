@@ -12,7 +12,9 @@ Contract (``spec/arms-agent.md`` §5.4, kept by this runner for every hook):
   and ``timeout-kill`` seconds later SIGKILL: a hanging hook never hangs armsd.
 * Outcomes: ``ok`` (exit 0), ``failed`` (non-zero exit; a hook that cannot be executed counts as
   exit 127, like armsd), ``timeout``, ``error`` (could not start for another reason).
-* Only one hook runs at a time: callbacks run one after the other on the agent's thread.
+* Callback hooks run one at a time (the agent calls its callbacks one after the other);
+  ``script-state-changed`` runs on a thread of its own, in order, so a slow one never holds
+  up the agent (its exit status is ignored anyway).
 
 Secrets given as arguments (PPPoE passwords) are replaced by ``***`` in every log line.
 """
