@@ -13,7 +13,7 @@ pytest.importorskip("libarms.testserver.pushservice", reason="needs the push ser
 pytest.importorskip("libarms.testserver.heartbeat", reason="needs the heartbeat receiver merged")
 
 import requests  # noqa: E402
-from conftest_daemon import DISTID, Armsd, hooks, write_conf  # noqa: E402,F401
+from conftest_daemon import DISTID, Armsd, closed_port, hooks, write_conf  # noqa: E402,F401
 
 from libarms.testserver.heartbeat import HeartbeatReceiver  # noqa: E402
 from libarms.testserver.pushservice import PushService  # noqa: E402
@@ -25,9 +25,9 @@ OLD = "hostname v1\n"
 
 
 class Server:
-    def __init__(self, state_dir):
+    def __init__(self, state_dir, methods=("https-tunnel",)):
         self.srv = ArmsTestServer(state_dir).start()
-        self.push = PushService(state_dir, token=TOKEN, methods=("https-tunnel",),
+        self.push = PushService(state_dir, token=TOKEN, methods=methods,
                                 echo_interval=5, push_timeout=20)
         self.srv.add_component(self.push)
         self.rx = HeartbeatReceiver()
@@ -309,3 +309,26 @@ def test_ping_traceroute_dump_debug_clear_status_and_heartbeat_hooks(conf, serve
         assert 505 in [status["resultCode"]] + [r["result"] for r in status["results"]], status
     finally:
         stop_armsd(d)
+
+
+def test_https_simple_mode_listens_on_the_configured_push_port(tmp_path, hooks):
+    server = Server(str(tmp_path / "server"), methods=("https-simple",))
+    try:
+        ic = tmp_path / "initial-config"
+        ic.write_text(server.srv.initial_config(retry_interval=1, retry_max=1))
+        port = closed_port()
+        path = write_conf(tmp_path / "armsd.conf", distribution_id=DISTID, ls_sa_key=LS_KEY,
+                          path_root_ca=server.srv.ca_path, path_iconfig=str(ic),
+                          path_work_dir=str(tmp_path / "work"),
+                          path_state_cache=str(tmp_path / "state"),
+                          script_command=hooks.make("cmd", COMMAND))
+        d = Armsd(path, "-p", str(port))
+        try:
+            d.wait_for("-> PUSH_WAIT", 60)
+            res = server.request("md-command", module=1, command="over simple")
+            assert res["via"] == "simple" and res["results"][0]["data"] == "ran over simple on 1\n"
+            assert f":{port}" in "\n".join(d.lines)       # the listener is on -p's port
+        finally:
+            stop_armsd(d)
+    finally:
+        server.stop()
