@@ -106,36 +106,6 @@ print(s.stats.sent)
         assert MemUsage(0, 1 << 20, 3 << 20) in parsed.items   # 64-bit fields, big-endian
 
 
-def test_cross_agent_two_stage_pull_on_the_foreign_cpu_is_served_by_the_host(
-        foreign: ForeignPython, tmp_path):
-    needs("libarms/agent.py", "libarms/testserver/server.py")
-    from libarms.testserver.server import TestServer
-    did = DISTRIBUTION_ID[foreign.arch]
-    with TestServer(str(tmp_path / "server")) as srv:
-        srv.add_device(did, "ls-sa-key-x", service={
-            "modules": [{"id": 1, "version": "1.0", "config": f"hello from {foreign.arch}\n"}]})
-        dev = foreign.spawn({
-            "distribution_id": did, "ls_sa_key": "ls-sa-key-x", "ca_pem": srv.ca_path,
-            "initial_config": srv.initial_config(), "push": False, "pull_timeout": 120,
-            "agent_options": {"ls_retry_interval_factor": 0.1, "line_poll_interval": 0.05}},
-            cwd=tmp_path)
-        try:
-            start = dev.wait_event(lambda e: e["event"] == "start", 60, "start")
-            assert start["machine"] == MACHINE[foreign.arch] and start["core"] is True
-            dev.state("PULLDONE", 90)
-            cfg = dev.wait_event(lambda e: e["event"] == "config" and e["action"] == 1, 5,
-                                 "PULL_STORE_CONFIG")
-            assert cfg["data"] == f"hello from {foreign.arch}\n"
-            # From the server's side: the LS then the RS answered this device with 100.
-            ls = srv.wait_for_request(did, "rs-solicitation", timeout=5)
-            rs = srv.wait_for_request(did, "config-solicitation", timeout=5)
-            assert [r["result_code"] for r in ls] == [100]
-            assert [r["result_code"] for r in rs] == [100]
-            assert dev.proc.wait(timeout=30) == 0
-        finally:
-            dev.stop()
-
-
 def rest(svc, method: str, params: dict, wait: float = 60) -> dict:
     """Start a push through the test server's REST API and wait (bounded) for its result."""
     import requests
