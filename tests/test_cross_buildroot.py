@@ -313,6 +313,18 @@ def test_buildroot_armsd_default_config_is_read_by_armsd_and_every_example_line_
     assert set(cfg.scripts) >= {"script-line-ctrl", "script-command", "script-reconfig"}
 
 
+def test_buildroot_bridge_default_config_is_read_by_the_bridge(tmp_path):
+    from bridge.config import load
+    text = mk_text(TREE / "package" / "broute-bridge")
+    src = re.search(r"\$\(@D\)/([\w.-]+)\s*\\?\s*\$\(TARGET_DIR\)/etc/broute-bridge.conf",
+                    re.sub(r"\\\n\s*", " ", text)).group(1)
+    cfg = load(str(REPO / "bridge" / src))
+    assert cfg is not None
+    default = (TREE / "package" / "broute-bridge" / "broute-bridge.default").read_text()
+    assert 'BROUTE_BRIDGE_ARGS="-c /etc/broute-bridge.conf"' in default
+    assert "ENABLED=no" in default   # no start with the sample's placeholder credentials
+
+
 def mk_define(text: str, name: str) -> list[str]:
     """The shell lines of ``define NAME ... endef``, continuation lines joined."""
     body = re.search(rf"^define {name}\n(.*?)^endef", text, re.M | re.S).group(1)
