@@ -219,6 +219,9 @@ static void *sender_main(void *arg)
     uint64_t deadline, req_at, this_req = 0;
     int asked = 0;
 
+#if defined(__linux__) && (defined(__GLIBC__) || defined(__UCLIBC__))
+    pthread_setname_np(pthread_self(), "arms-heartbeat"); /* visible in ps -L, top -H */
+#endif
     pthread_mutex_lock(&s->lock);
     deadline = mono_ns() + (s->stats_cb != NULL ? 0 : s->lead_ns);
     req_at = deadline - (s->stats_cb != NULL ? 0 : s->lead_ns);

@@ -56,8 +56,13 @@ mkdir -p "$DEBS"
 rm -rf "$WORK"; mkdir -p "$WORK"
 trap 'rm -rf "$WORK"' EXIT
 say "fetching ${#PKGS[@]} packages into $DEBS"
-( cd "$DEBS" && apt-get "${LOCK[@]}" download -qq "${PKGS[@]/%/:$ARCH}" ) \
-    || { say "apt-get download failed"; exit 1; }
+fetch() { ( cd "$DEBS" && apt-get "${LOCK[@]}" download -qq "${PKGS[@]/%/:$ARCH}" ); }
+if ! fetch; then
+    # a stale index names versions the mirror no longer has: refresh once and retry
+    say "download failed; refreshing the package index and trying again"
+    $SUDO apt-get "${LOCK[@]}" update -qq || say "apt-get update exited $?; using the indexes it has"
+    fetch || { say "apt-get download failed for: ${PKGS[*]}"; exit 1; }
+fi
 for p in "${PKGS[@]}"; do
     deb=$(ls -t "$DEBS/${p}"_*_"$ARCH".deb 2>/dev/null | head -1 || true)
     [ -n "$deb" ] || { say "no .deb for $p after download"; exit 1; }

@@ -29,6 +29,7 @@ stays failed (the tunnel must be dropped).
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass
 
 from libarms.errors import ProtocolError
@@ -78,14 +79,13 @@ class _Header:
     kind: ChunkKind
 
 
-_HEX = frozenset(b"0123456789abcdefABCDEF")
-_DEC = frozenset(b"0123456789")
+_HEX_RE = re.compile(rb"[0-9A-Fa-f]+")
 
 
 def _parse_header(line: bytes, max_chunk: int) -> _Header:
     parts = line.split(b";")
     size_text = parts[0]
-    if not size_text or not all(c in _HEX for c in size_text):
+    if _HEX_RE.fullmatch(size_text) is None:
         raise ProtocolError(f"tunnel chunk size is not hexadecimal: {line[:40]!r}")
     stripped = size_text.lstrip(b"0")
     if len(stripped) > 8:
@@ -99,7 +99,7 @@ def _parse_header(line: bytes, max_chunk: int) -> _Header:
     for ext in parts[1:]:
         if ext.startswith(b"id="):
             digits = ext[3:]
-            if not digits or len(digits) > 10 or not all(c in _DEC for c in digits):
+            if not digits.isdigit() or len(digits) > 10:  # bytes.isdigit: ASCII digits only
                 raise ProtocolError(f"tunnel chunk id is not a decimal number: {ext[:40]!r}")
             chunk_id = int(digits)
             if chunk_id > _MAX_ID:
