@@ -186,3 +186,62 @@ def test_cross_agent_on_the_foreign_cpu_provisions_confirms_over_the_tunnel_runs
             dev.stop()
             print("device events:", *dev.events, sep="\n  ")       # shown when the test fails
             print("device stderr:", dev.stderr[-6000:])
+
+
+def test_cross_armsd_on_qemu_arm_provisions_serves_a_hook_and_stops_cleanly_on_sigterm(tmp_path):
+    """armsd itself (what the Buildroot image starts) on the ARM CPU: provisioning, the tunnel,
+    an md-command answered by its script-command hook, heartbeats from its Linux statistics
+    collector, and SIGTERM ending it with exit status 0 and the state saved."""
+    needs("libarms/daemon/main.py", "libarms/testserver/pushservice.py",
+          "libarms/testserver/heartbeat.py", "csrc/build_core.py")
+    import signal
+    import subprocess
+
+    from conftest_cross import Device, cross_stage
+    from libarms.testserver.heartbeat import HeartbeatReceiver
+    from libarms.testserver.pushservice import PushService
+    from libarms.testserver.server import TestServer
+
+    foreign = cross_stage("armhf")
+    did = "0001-0000-0000-0000-0000-0000-00A7-0D01"
+    with TestServer(str(tmp_path / "server")) as srv:
+        rx = HeartbeatReceiver()
+        srv.add_component(rx)
+        svc = PushService(str(tmp_path / "server"), methods=("https-tunnel",), echo_interval=30,
+                          connect_timeout=60, push_timeout=60)
+        srv.add_component(svc)
+        srv.add_device(did, "armsd-ls-key", service={
+            "modules": [{"id": 1, "version": "1", "info": "one", "config": "hostname v1\n"}],
+            "heartbeat": [{"host": "127.0.0.1", "port": rx.port, "passphrase": HB_PASSPHRASE,
+                           "interval": 1}]})
+        (tmp_path / "initial-config").write_text(srv.initial_config())
+        hook = tmp_path / "command"
+        hook.write_text('#!/bin/sh\nprintf "armsd hook ran %s for module %s" "$(cat "$2")" "$1"'
+                        ' > "$3"\n')
+        hook.chmod(0o755)
+        conf = tmp_path / "armsd.conf"
+        conf.write_text("\n".join(f"{k}: {v}" for k, v in {
+            "distribution-id": did, "ls-sa-key": "armsd-ls-key", "path-root-ca": srv.ca_path,
+            "path-iconfig": tmp_path / "initial-config", "path-work-dir": tmp_path / "work",
+            "path-state-cache": tmp_path / "state", "script-command": hook,
+            "hb-traffic-if0": "lo"}.items()) + "\n")
+        proc = subprocess.Popen(foreign.argv("-m", "libarms.daemon.main", "-f", str(conf), "-v"),
+                                env=foreign.env(), cwd=tmp_path, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, start_new_session=True)
+        dev = Device(proc)
+        try:
+            assert [r["result_code"] for r in
+                    srv.wait_for_request(did, "config-solicitation", timeout=90)] == [100]
+            svc.call(svc.proxy.wait_reachable(did, 90), 100)
+            doc = rest(svc, "md-command", {"code": did, "module": 1, "command": "show arch"})
+            assert doc["via"] == "tunnel" and doc["resultCode"] == 100
+            assert doc["results"][0]["data"] == "armsd hook ran show arch for module 1"
+            assert rx.wait_for(did, count=2, timeout=60), rx.counters
+            metrics = rx.latest_metrics(did)
+            assert metrics["mem_usage/0"]["used"] > 0      # the collector read /proc on "ARM"
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=60) == 0
+            assert (tmp_path / "state").stat().st_size > 0
+        finally:
+            dev.stop()
+            print("armsd stderr:", dev.stderr[-6000:])
