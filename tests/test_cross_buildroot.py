@@ -267,8 +267,14 @@ def test_buildroot_init_scripts_start_console_scripts_that_setup_py_installs():
     inits = sorted(TREE.glob("package/*/S[0-9][0-9]*"))
     assert inits
     for init in inits:
-        assert os.access(init, os.X_OK), f"{init} is not executable"
+        # Buildroot's rule: the file is not executable in the tree, the .mk installs it 0755
+        # (checked in test_buildroot_every_installed_file_...), and it passes shellcheck.
+        assert not os.access(init, os.X_OK), f"{init}: Buildroot wants it not executable"
         subprocess.run(["sh", "-n", str(init)], check=True)
+        if shutil.which("shellcheck"):
+            r = subprocess.run(["shellcheck", "-s", "sh", str(init)], capture_output=True,
+                               text=True)
+            assert r.returncode == 0, r.stdout
         text = init.read_text()
         daemon = re.search(r'^DAEMON="([\w-]+)"$', text, re.M).group(1)
         assert init.name[3:] == daemon, f"{init.name}: DAEMON={daemon} does not match the name"
