@@ -6,136 +6,18 @@ which refuse requests without the right bearer token."""
 
 from __future__ import annotations
 
-import contextlib
-import io
+import datetime as dt
 import json
 import os
-import secrets
-import select
 import socket
-import subprocess
-import sys
-import threading
 import time
 
 import pytest
 import requests
 
-from libarms import Agent
 from libarms.heartbeat import HbServer, HeartbeatSender
-from libarms.states import State
-from libarms.testserver import cli
-from tests.conftest_pull import FAST, Recorder
-from tests.conftest_push import free_port
-
-DIST = "0001-0000-1234-0005-0000-0000-0000-7E57"
-OTHER = "0001-0000-1234-0005-0000-0000-0000-0BAD"
-LS_KEY = "ts-ls-key-0123456789"
-TOKEN = "dash-" + secrets.token_hex(8)
-BRIDGE_TOKEN = "bridge-" + secrets.token_hex(8)
-TIMEOUT = 20.0
-
-
-def _cli(state: str, *args: str) -> str:
-    """The config sub-commands, in-process (they edit the served SQLite file, as they would
-    from another process; only ``serve`` needs to be a real subprocess here)."""
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        assert cli.main([*args, "--state-dir", state]) == 0
-    return out.getvalue()
-
-
-class Served:
-    """The running process, its ready line and an authenticated HTTP session."""
-
-    def __init__(self, state: str, proc: subprocess.Popen, info: dict, log_path: str):
-        self.state, self.proc, self.info, self.log_path = state, proc, info, log_path
-        self.base = info["rest_url"]
-        self.http = requests.Session()
-        self.http.headers["Authorization"] = f"Bearer {TOKEN}"
-
-    def get(self, path: str, **kw) -> dict:
-        r = self.http.get(self.base + path, timeout=TIMEOUT, **kw)
-        assert r.status_code == 200, (path, r.status_code, r.text)
-        return r.json()
-
-    def device(self, code: str = DIST) -> dict:
-        return self.get(f"/user/test/device/{code}")
-
-    def wait_until(self, what: str, fn, timeout: float = TIMEOUT):
-        """Poll the dashboard JSON (another process's state) until ``fn()`` is truthy."""
-        end = time.monotonic() + timeout
-        while True:
-            got = fn()
-            if got:
-                return got
-            if time.monotonic() > end:
-                raise AssertionError(f"timed out waiting for {what}")
-            select.select([], [], [], 0.1)
-
-
-@pytest.fixture(scope="module")
-def served(tmp_path_factory):
-    d = tmp_path_factory.mktemp("testserver-serve")
-    state, log_path = str(d / "state"), str(d / "serve.log")
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "libarms.testserver", "serve", "--state-dir", state,
-             "--heartbeat-interval", "1", "--rest-token", TOKEN, "--collector-token",
-             BRIDGE_TOKEN, "--echo-interval", "10"],
-            stdout=subprocess.PIPE, stderr=log, text=True)
-    try:
-        ready, _, _ = select.select([proc.stdout], [], [], 60)
-        assert ready, "arms-testserver serve did not print its ready line"
-        line = proc.stdout.readline()
-        assert line, open(log_path).read()
-        s = Served(state, proc, json.loads(line), log_path)
-        _cli(state, "add-device", DIST, "--ls-key", LS_KEY, "--description", "dashboard test SA")
-        yield s
-    finally:
-        proc.terminate()
-        rc = proc.wait(timeout=30)
-    assert rc == 0, open(log_path).read()[-4000:]
-
-
-@pytest.fixture(scope="module")
-def agent_in_push_wait(served):
-    """A real Agent provisioned by the served LS/RS, in push wait over the tunnel, sending the
-    statistics below in its heartbeats."""
-
-    class Device(Recorder):
-        def hb_store_statistics(self, hb):
-            hb.set_cpu_usage(0, 42)
-            hb.set_mem_usage(0, 65536, 32768)
-            hb.set_traffic_rate(1, 2048, 1024, 2, 1, 0, 0)
-
-        def md_command(self, module_id, command):
-            return f"module {module_id} ran {command.decode()}"
-
-    agent = Agent(DIST, Device(), **FAST)
-    agent.load_config(f"{served.info['ls_url']}\n\n1\n1\n")
-    with open(served.info["ca"]) as f:
-        agent.register_cert(f.read())
-    agent.register_authkey(LS_KEY)
-    agent.register_description("dashboard test SA", "1.0")
-    agent.pull()
-    from libarms.errors import Err
-    assert agent.push_method_query() == Err.OK
-    done = threading.Event()
-
-    def run():
-        try:
-            agent.run(free_port())
-        finally:
-            done.set()
-    threading.Thread(target=run, daemon=True, name="dashboard-test-agent").start()
-    end = time.monotonic() + TIMEOUT
-    while agent.state != State.PUSH_WAIT:
-        assert time.monotonic() < end and not done.is_set(), "agent never reached PUSH_WAIT"
-        done.wait(0.05)
-    yield agent
-    agent.stop()
-    assert done.wait(15), "the agent's event loop did not stop"
+from tests.conftest_testserver import (BRIDGE_TOKEN, DIST, OTHER, TIMEOUT, TOKEN, _cli,  # noqa: F401
+                                       agent_in_push_wait, served)
 
 
 def test_serve_ready_line_lists_every_service_and_each_one_listens(served):
@@ -258,7 +140,7 @@ def test_md_command_sent_like_the_dashboard_form_shows_its_result_in_push_reques
 def test_bridge_uploader_readings_appear_under_their_device_in_dashboard(served, tmp_path):
     from bridge.store import Store, halfhour_reading, instant_reading
     from bridge.upload import Uploader
-    import datetime as dt
+
     store = Store(str(tmp_path / "bridge.db"))
     meter = DIST.lower()          # the bridge's device_id names the SA (any case)
     slot = dt.datetime(2026, 11, 26, 9, 30, tzinfo=dt.timezone(dt.timedelta(hours=9)))
