@@ -29,6 +29,10 @@ Plug-in hooks (for the push proxy, tunnel, REST API, heartbeat receiver, reading
     thread, ...); started with the server (or at once if it already runs), stopped before it.
     Components may add tables with ``server.db.execute_script(...)`` and keep small values in
     ``server.db.kv_set``.
+``default_heartbeat``
+    ``fn(distribution_id) -> [heartbeat entry]`` (or None): the heartbeat servers announced to
+    a device whose service config sets none (``heartbeat`` null); ``arms-testserver serve``
+    points it at its own receiver. :meth:`heartbeat_entries` gives what a device is told.
 ``set_override(path, result=None, raw=None, times=None)``
     Test hook: answer ARMS messages on ``path`` with result code ``result`` or the raw body
     ``raw`` (``times`` times, or until cleared with ``clear_overrides``).
@@ -220,6 +224,7 @@ class TestServer:
         self._served = threading.Condition()
         self._lock = threading.Lock()
         self.handshake_failures: list[tuple[str, str, str]] = []
+        self.default_heartbeat: Optional[Callable[[str], Optional[list]]] = None
         self.running = False
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -520,6 +525,14 @@ class TestServer:
             self.db.set_sa_credential(distribution_id, *cred)
         return cred
 
+    def heartbeat_entries(self, distribution_id: str) -> list[dict]:
+        """The heartbeat servers the RS announces to a device: its service config's, or
+        ``default_heartbeat``'s when the config sets none (``heartbeat`` null)."""
+        entries = self.db.service(distribution_id)["heartbeat"]
+        if entries is None and self.default_heartbeat is not None:
+            entries = self.default_heartbeat(distribution_id.upper())
+        return list(entries or [])
+
     def _handle_config_solicitation(self, req: Request, msg: Message) -> bytes:
         svc = self.db.service(req.user)
         if svc["result"]:
@@ -534,7 +547,8 @@ class TestServer:
             elif m.get("config") is not None:
                 configs.append(ModuleConfig(int(m["id"]), m["config"].encode("ascii")))
         hbs = [HeartbeatInfo(h["host"], int(h["port"]), h["passphrase"], int(h["interval"]),
-                             tuple(h.get("algorithms", ("hmac-sha1",)))) for h in svc["heartbeat"]]
+                             tuple(h.get("algorithms", ("hmac-sha1",))))
+               for h in self.heartbeat_entries(req.user)]
         return build_config_solicitation_response(
             100, sa_certificate=cert, sa_private_key=key, push_port=svc["push_port"],
             push_timeout=svc["push_timeout"], heartbeat=hbs,
