@@ -707,6 +707,12 @@ class Agent:
 
     # -- push phase (libarms/push.py) ------------------------------------------------------------
 
+    def push_context(self):
+        """The pull -> push hand-over: a :class:`libarms.push.PushContext` refreshed from
+        what the pull learnt (kept on the agent across method query and event loop)."""
+        from .push import context_of
+        return context_of(self)
+
     def push_method_query(self):
         from .push import push_method_query
         return push_method_query(self)

@@ -33,7 +33,9 @@ DEMO_CONFIG = "hostname demo-gateway\ninterface lan0 address 192.0.2.1/24\n"
 
 
 def say(msg: str) -> None:
-    print(f"[demo] {msg}", flush=True)
+    # one write per line: the push loop's thread prints state changes at the same time
+    sys.stdout.write(f"[demo] {msg}\n")
+    sys.stdout.flush()
 
 
 class DemoCallbacks(Callbacks):
