@@ -332,3 +332,26 @@ def test_https_simple_mode_listens_on_the_configured_push_port(tmp_path, hooks):
             stop_armsd(d)
     finally:
         server.stop()
+
+
+def test_sigterm_while_a_command_hook_runs_waits_for_it_to_finish(conf, server, hooks, tmp_path):
+    release, done = tmp_path / "release", tmp_path / "done"
+    body = (f'i=0; while [ ! -e "{release}" ] && [ $i -lt 400 ]; do sleep 0.05; i=$((i+1)); '
+            f'done; touch "{done}"; echo finished > "$3"')
+    d = Armsd(conf(script_command=hooks.make("slow", body), timeout=30), "-v")
+    try:
+        d.wait_for("-> PUSH_WAIT", 60)
+        h = {"Authorization": f"Bearer {TOKEN}"}
+        r = requests.post(f"{server.rest}/user/tests/request/md-command", headers=h, timeout=10,
+                          json={"code": DISTID, "module": 1, "command": "x"})
+        assert r.status_code == 201
+        d.wait_for("hook script-command: run", 60)
+        d.signal(signal.SIGTERM)
+        d.wait_for("waiting for the running hook to finish", 30)
+        assert d.proc.poll() is None and not done.exists()     # armsd waits for the hook
+        release.touch()
+        assert d.wait(60) == 0
+    finally:
+        release.touch()
+        d.stop()
+    assert done.exists()                                       # the hook ran to its end

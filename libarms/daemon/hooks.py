@@ -28,6 +28,7 @@ import os
 import selectors
 import signal
 import subprocess
+import threading
 import time
 from typing import Iterable, Optional, Sequence
 
@@ -94,6 +95,12 @@ class HookRunner:
         self.kill_grace = kill_grace
         self.redact = redact or Redactor()
         self.current: Optional[subprocess.Popen] = None
+        self._idle = threading.Event()
+        self._idle.set()
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait (bounded) until no hook of this runner is running."""
+        return self._idle.wait(timeout)
 
     def run(self, key: str, path: str, args: Sequence[str] = (), *, secrets: Sequence[str] = (),
             capture_stdout: bool = False, timeout: Optional[float] = None,
@@ -127,6 +134,7 @@ class HookRunner:
             log.error("hook %s: cannot start %s: %s", key, path, e)
             return HookResult(key, "error", None, b"", time.monotonic() - started)
         self.current = proc
+        self._idle.clear()
         try:
             out, err, timed_out = self._communicate(proc, started + timeout)
         except BaseException:
@@ -135,6 +143,7 @@ class HookRunner:
             raise
         finally:
             self.current = None
+            self._idle.set()
         elapsed = time.monotonic() - started
         if err:
             for line in err[:STDERR_LIMIT].splitlines():

@@ -394,6 +394,11 @@ class Armsd:
                                                                    State.RSPULL, State.BOOT_FAIL):
             self._save_state()
         self._end_agent()
+        if not self.runner.wait_idle(0):
+            # A hook started by the push loop's callback thread is still running (applying a
+            # config, say): let it finish; its own timeout bounds the wait.
+            log.info("waiting for the running hook to finish")
+            self.runner.wait_idle(self.cfg.timeout + self.cfg.timeout_kill + 5)
         self.callbacks.flush_state_hooks()
         log.info("stopped by %s", signal.Signals(self.stop_signal).name
                  if self.stop_signal else "request")
