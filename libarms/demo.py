@@ -380,7 +380,6 @@ def main(argv=None) -> int:
         demo.push("md-command", module=1001, command="show status")
         if meter:
             demo.push("md-command", module=1, command="meter get E7 E8")
-        demo.show_heartbeats(1)
         if args.once:
             say("all steps done")
         else:
