@@ -107,6 +107,18 @@ class HookRunner:
             normal_codes: Sequence[int] = ()) -> HookResult:
         """Run ``path args...``; never raises for anything the hook does. Exit codes in
         ``normal_codes`` are answers, not failures (the line hook's 128..132): logged at debug."""
+        self._idle.clear()      # before the fork: a stop signal then waits for the hook
+        try:
+            return self._run(key, path, args, secrets, capture_stdout, timeout, normal_codes)
+        finally:
+            self._idle.set()
+
+    @property
+    def busy(self) -> bool:
+        """True while a hook of this runner is starting or running."""
+        return not self._idle.is_set()
+
+    def _run(self, key, path, args, secrets, capture_stdout, timeout, normal_codes):
         argv = [path, *[str(a) for a in args]]
         hidden = sorted((s for s in secrets if s), key=len, reverse=True)
 
@@ -134,7 +146,6 @@ class HookRunner:
             log.error("hook %s: cannot start %s: %s", key, path, e)
             return HookResult(key, "error", None, b"", time.monotonic() - started)
         self.current = proc
-        self._idle.clear()
         try:
             out, err, timed_out = self._communicate(proc, started + timeout)
         except BaseException:
@@ -143,7 +154,6 @@ class HookRunner:
             raise
         finally:
             self.current = None
-            self._idle.set()
         elapsed = time.monotonic() - started
         if err:
             for line in err[:STDERR_LIMIT].splitlines():

@@ -144,7 +144,7 @@ class Armsd:
             log.info("%s received: stopping", signal.Signals(signum).name)
         if self._in_agent == "run" and self._stop_push_loop():
             return      # Agent.run() returns soon: tunnels closed, heartbeat stopped
-        if self._in_agent and self.runner.current is None:
+        if self._in_agent and not self.runner.busy:
             raise _Stop()
         # A hook is running on this thread: it ends (bounded by its timeout), then _after_hook
         # raises _Stop. Outside agent calls the next _call raises it.
