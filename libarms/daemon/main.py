@@ -99,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-H", "--hb-debug", action="store_true",
                    help="print heartbeat statistics every 5 s and send nothing (debug)")
     p.add_argument("--hb-debug-count", type=int, default=0, help=argparse.SUPPRESS)
+    p.add_argument("-t", "--check", action="store_true",
+                   help="check the config file (keys, values, that hooks and files exist and "
+                        "hooks are executable), print the problems and exit 0 (fine) or 1")
     p.add_argument("-V", "--version", action="store_true", help="print versions and exit")
     return p
 
@@ -437,6 +440,30 @@ def daemonize(ready_timeout: float = 30.0):
     return w
 
 
+def check_config(cfg: DaemonConfig) -> int:
+    """``-t``: report what would stop or hamper armsd with this config; 0 = nothing found."""
+    problems = list(cfg.warnings)
+    if not cfg.path_root_ca:
+        problems.append("path-root-ca is not set (the ARMS Root CA PEM file is required)")
+    for key, path in (("path-root-ca", cfg.path_root_ca), ("path-iconfig", cfg.path_iconfig)):
+        if path and not os.access(path, os.R_OK):
+            problems.append(f"{key} {path}: not readable")
+    for key, path in sorted(cfg.scripts.items()):
+        if not os.path.isfile(path):
+            problems.append(f"{key} {path}: no such file")
+        elif not os.access(path, os.X_OK):
+            problems.append(f"{key} {path}: not executable")
+    for path in cfg.hb_disk_usage:
+        if not os.path.exists(path):
+            problems.append(f"hb-disk-usage {path}: no such path")
+    for line in problems:
+        print(f"armsd: {line}")
+    if not problems:
+        print(f"armsd: {cfg.source}: fine ({len(cfg.scripts)} hook(s), distribution id "
+              f"{cfg.distribution_id})")
+    return EXIT_CONFIG if problems else EXIT_OK
+
+
 def heartbeat_debug(cfg: DaemonConfig, count: int = 0) -> int:
     """``-H``: collect the statistics every 5 s and print the setter calls; send nothing."""
     from .app import ArmsdCallbacks as _CB
@@ -473,6 +500,8 @@ def main(argv=None) -> int:
     except ConfigError as e:
         print(f"armsd: {e}", file=sys.stderr)
         return EXIT_CONFIG
+    if args.check:
+        return check_config(cfg)
     if args.hb_debug:
         return heartbeat_debug(cfg, args.hb_debug_count)
     daemon = Armsd(cfg, args)
