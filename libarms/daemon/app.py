@@ -194,7 +194,8 @@ class ArmsdCallbacks(Callbacks):
         action = LineAction(action)
         ltype = LineType(line.type)
         word = _LINE_TYPE_WORDS.get(ltype)
-        default = LineStatus.DISCONNECTED if action == LineAction.DISCONNECT else LineStatus.CONNECTED
+        default = (LineStatus.DISCONNECTED if action == LineAction.DISCONNECT
+                   else LineStatus.CONNECTED)
         if ltype == LineType.STATIC or not self.cfg.script("script-line-ctrl"):
             return default
         if word is None:

@@ -58,7 +58,8 @@ def setup_logging(distribution_id: str, tracker, redact: Redactor, *, level: str
     root.addHandler(handler)
     set_level(level)
     if syslog and not use_syslog and not logfile:
-        logging.getLogger("libarms.daemon").warning("no syslog socket %s: logging to stderr", syslog_socket)
+        logging.getLogger("libarms.daemon").warning("no syslog socket %s: logging to stderr",
+                                                    syslog_socket)
     return handler
 
 

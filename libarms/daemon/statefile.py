@@ -91,7 +91,8 @@ class StateCache:
             log.warning("cannot read state cache %s: %s; pulling from the LS", self.path, e)
             return None
         if len(data) > MAX_STATE_SIZE:
-            log.warning("state cache %s is larger than %d bytes; ignored", self.path, MAX_STATE_SIZE)
+            log.warning("state cache %s is larger than %d bytes; ignored", self.path,
+                        MAX_STATE_SIZE)
             return None
         if not data:
             return None
