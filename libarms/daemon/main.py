@@ -90,7 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stay in the foreground (the default; kept for armsd compatibility)")
     p.add_argument("-d", action="store_true", help="deprecated armsd option: -D -v")
     p.add_argument("--daemon", action="store_true",
-                   help="detach (double fork) once the config is read; for busybox/sysv init")
+                   help="detach (double fork) once the config is read, for busybox/sysv init; "
+                        "logs then go to syslog (give -l FILE on a box without syslogd)")
     p.add_argument("--pidfile", metavar="FILE",
                    help="write the pid here (default with --daemon: path-pid)")
     p.add_argument("--state-file", metavar="FILE", help="overrides path-state-cache")
