@@ -150,6 +150,7 @@ class ArmsdCallbacks(Callbacks):
         self.after_hook = None        # called after every hook run (the daemon's stop check)
         self._frags: dict = {}        # (action, id) -> bytearray
         self._committed: list = []    # ids changed by the last PUSH_EXEC_STORED_CONFIG
+        self._added: set = set()      # ... of which had no running config before
         self._pending_meta: dict = {}  # id -> (version, info) of candidates
         self._pulled: set = set()     # ids delivered by the current pull
         self._linux = None
@@ -271,10 +272,12 @@ class ArmsdCallbacks(Callbacks):
         log.info("module %d: config version %s applied (%d bytes)", module_id, version, len(data))
 
     def _commit(self) -> None:
+        """Apply the candidates stored by this configure, in module-list order."""
         self._committed = []
-        ids = [i for i in self.store.module_ids() + sorted(self._pending_meta)
-               if self.store.exists("candidate", i)]
-        ids = list(dict.fromkeys(ids))
+        self._added = set()
+        order = {m: i for i, m in enumerate(self.store.module_ids())}
+        ids = sorted((m for m in self._pending_meta if self.store.exists("candidate", m)),
+                     key=lambda m: (order.get(m, len(order)), m))
         failed = []
         for mid in ids:
             version, info = self._pending_meta.get(mid, ("", ""))
@@ -285,7 +288,9 @@ class ArmsdCallbacks(Callbacks):
                 raise ModSyncRequired(f"module {mid}")
             # In every other case the candidate becomes running (old running -> backup), so
             # that a rollback can restore what was in force.
-            self.store.copy("running", "backup", mid)
+            if not self.store.copy("running", "backup", mid):
+                self._added.add(mid)          # a new module: a rollback removes it again
+                self.store.discard(self.store.path("backup", mid))
             self.store.install(self.store.path("candidate", mid), "running", mid)
             self._committed.append(mid)
             if res is None or res.ok:
@@ -301,6 +306,12 @@ class ArmsdCallbacks(Callbacks):
         errors = []
         for mid in self._committed or [m for m in self.store.module_ids()
                                        if self.store.exists("backup", m)]:
+            if mid in self._added:
+                # it had no config before this commit: stop it and forget it
+                self.stop_module(mid)
+                self.store.remove(mid)
+                log.info("module %d: rolled back (it did not exist before)", mid)
+                continue
             if not self.store.copy("backup", "running", mid):
                 errors.append(f"module {mid}: no backup config")
                 continue
@@ -311,6 +322,7 @@ class ArmsdCallbacks(Callbacks):
             log.info("module %d: rolled back to the backup config%s", mid,
                      "" if res is None else f" (script-reconfig {res.describe()})")
         self._committed = []
+        self._added = set()
         if errors:
             raise HookError("; ".join(errors))
 
