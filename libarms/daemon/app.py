@@ -364,7 +364,8 @@ class ArmsdCallbacks(Callbacks):
     def _state_worker(self) -> "_StateHookWorker":
         if self._state_hooks is None:
             self._state_hooks = _StateHookWorker(
-                HookRunner(self.runner.distribution_id, redact=self.redact))
+                HookRunner(self.runner.distribution_id, redact=self.redact,
+                           extra_env=self.runner.extra_env))
         return self._state_hooks
 
     def flush_state_hooks(self, timeout: float = 30.0) -> bool:

@@ -114,7 +114,8 @@ class Armsd:
         self.redact = Redactor(self.cfg.secrets())
         self.tracker = StateTracker()
         self.runner = HookRunner(self.cfg.distribution_id, self.cfg.timeout,
-                                 self.cfg.timeout_kill, self.redact)
+                                 self.cfg.timeout_kill, self.redact,
+                                 extra_env={"ARMSD_WORK_DIR": self.cfg.path_work_dir})
         self.store = ModuleStore(self.cfg.path_work_dir)
         self.callbacks = ArmsdCallbacks(self.cfg, self.runner, self.store, self.tracker,
                                         self.redact)
