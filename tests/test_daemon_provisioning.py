@@ -130,3 +130,16 @@ def test_line_passwords_reach_the_line_hook_but_never_the_log(conf, hooks, serve
     log = "\n".join(d.lines)
     assert "hook script-line-ctrl: run" in log and "u@isp ***" in log
     assert "rs-line-secret" not in log and LS_KEY not in log
+
+
+@pytest.mark.parametrize("result, exit_code, reboot_hook", [(501, 3, False), (503, 4, True)])
+def test_ls_stop_results_leave_with_their_exit_codes(conf, hooks, server, result, exit_code,
+                                                     reboot_hook):
+    server.set_override("/arms.cgi", result=result)
+    d = Armsd(conf)
+    try:
+        assert d.wait(60) == exit_code
+    finally:
+        d.stop()
+    assert bool(hooks.calls("reboot")) == reboot_hook
+    assert hooks.calls("start") == []
