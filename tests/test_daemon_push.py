@@ -328,3 +328,31 @@ def test_configure_rolls_back_a_failed_reconfig_then_commits_a_good_one(conf, se
         assert d.proc.poll() is None
     finally:
         stop_armsd(d)
+
+
+def test_dash_w_returns_once_provisioned_and_the_daemon_keeps_serving(conf, server, tmp_path):
+    import select
+    import subprocess
+    import sys
+    pidfile, logfile = tmp_path / "armsd.pid", tmp_path / "armsd.log"
+    r = subprocess.run([sys.executable, "-m", "libarms.daemon.main", "-f", conf(), "-w",
+                        "--pidfile", str(pidfile), "-l", str(logfile)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "pull done" in logfile.read_text()         # the foreground process pulled
+    pid = int(pidfile.read_text())
+    fd = os.pidfd_open(pid)
+    try:
+        assert os.getsid(pid) != os.getsid(0)
+        have = server.rx.counters.get("accepted", 0)
+        assert server.rx.wait_for(DISTID, count=have + 2, timeout=60)   # detached, in push wait
+        assert server.request("md-command", module=1, command="hi")["resultCode"] == 100
+        os.kill(pid, signal.SIGTERM)
+        assert select.select([fd], [], [], 60)[0], "armsd did not stop"
+    finally:
+        if not select.select([fd], [], [], 0)[0]:
+            os.kill(pid, signal.SIGKILL)
+        os.close(fd)
+    log = logfile.read_text()
+    assert f"running detached as pid {pid}" in log and "stopped by SIGTERM" in log
+    assert not pidfile.exists()

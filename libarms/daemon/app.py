@@ -368,6 +368,10 @@ class ArmsdCallbacks(Callbacks):
                            extra_env=self.runner.extra_env))
         return self._state_hooks
 
+    def reset_after_fork(self) -> None:
+        """In a forked child (``-w``): the state hook thread did not survive the fork."""
+        self._state_hooks = None
+
     def flush_state_hooks(self, timeout: float = 30.0) -> bool:
         """Wait (bounded) until every queued script-state-changed run has finished."""
         return self._state_hooks is None or self._state_hooks.flush(timeout)

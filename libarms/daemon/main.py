@@ -92,6 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--daemon", action="store_true",
                    help="detach (double fork) once the config is read, for busybox/sysv init; "
                         "logs then go to syslog (give -l FILE on a box without syslogd)")
+    p.add_argument("-w", dest="wait_daemon", action="store_true",
+                   help="run the pull in the foreground and detach only once it and the push "
+                        "method query succeeded (an init script then waits for provisioning)")
     p.add_argument("--pidfile", metavar="FILE",
                    help="write the pid here (default with --daemon: path-pid)")
     p.add_argument("--state-file", metavar="FILE", help="overrides path-state-cache")
@@ -124,6 +127,7 @@ class Armsd:
         self.agent = None
         self.stop_signal: Optional[int] = None
         self._in_agent = ""       # "pull", "query", "run" while inside that agent call
+        self._daemonized = bool(args.daemon)
         self.callbacks.after_hook = self._after_hook
 
     def _apply_args(self, cfg: DaemonConfig) -> DaemonConfig:
@@ -325,6 +329,8 @@ class Armsd:
         except Exception as e:
             log.exception("push method query raised %s", e)
             return int(Err.EFATAL)
+        if self.args.wait_daemon and not self._daemonized:
+            self._late_daemonize()
         self._set_app_event_interval()
         try:
             result = self._call("run", agent.run, port=self.cfg.push_port, fragment=0)
@@ -341,6 +347,23 @@ class Armsd:
             pass
         log.info("push loop ended: %s", getattr(result, "name", result))
         return result
+
+    def _late_daemonize(self) -> None:
+        """``-w``: detach now that the device is provisioned; the foreground process exits 0."""
+        self.callbacks.flush_state_hooks()
+        others = [t.name for t in threading.enumerate() if t is not threading.current_thread()
+                  and t.name != "armsd-state-hook"]
+        if others:
+            log.debug("threads not carried into the daemon: %s", ", ".join(others))
+        log.info("provisioned: detaching (-w)")
+        ready = daemonize()
+        self._daemonized = True
+        self.callbacks.reset_after_fork()
+        if self.pidfile is not None:
+            self.pidfile.write(force=True)
+        os.write(ready, b"1")
+        os.close(ready)
+        log.info("running detached as pid %d", os.getpid())
 
     def _end_with(self, result) -> int:
         try:
@@ -512,9 +535,9 @@ def main(argv=None) -> int:
         ready_fd = daemonize()
     setup_logging(cfg.distribution_id, daemon.tracker, daemon.redact,
                   level=daemon.cfg.log_level, logfile=args.logfile,
-                  syslog=args.syslog or (args.daemon and not args.logfile),
+                  syslog=args.syslog or ((args.daemon or args.wait_daemon) and not args.logfile),
                   syslog_socket=args.syslog_socket)
-    pidpath = args.pidfile or (cfg.path_pid if args.daemon else None)
+    pidpath = args.pidfile or (cfg.path_pid if args.daemon or args.wait_daemon else None)
     if pidpath:
         daemon.pidfile = PidFile(os.path.abspath(pidpath))
         try:
