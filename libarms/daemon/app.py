@@ -156,6 +156,7 @@ class ArmsdCallbacks(Callbacks):
         self._linux = None
         self._dummy = None
         self._state_hooks: Optional[_StateHookWorker] = None
+        self._hb_runner: Optional[HookRunner] = None
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -509,7 +510,13 @@ class ArmsdCallbacks(Callbacks):
     def hb_store_statistics(self, hb) -> None:
         cfg = self.cfg
         if cfg.script("script-heartbeat"):
-            res = self.run_hook("script-heartbeat", capture_stdout=True)
+            # The heartbeat thread calls this while other hooks may run: its own runner.
+            if self._hb_runner is None:
+                self._hb_runner = HookRunner(self.runner.distribution_id, redact=self.redact,
+                                             extra_env=self.runner.extra_env)
+            self._hb_runner.kill_grace = cfg.timeout_kill
+            res = self._hb_runner.run("script-heartbeat", cfg.script("script-heartbeat"),
+                                      capture_stdout=True, timeout=cfg.timeout)
             if res.ok:
                 apply_hook_output(hb, res.stdout.decode("ascii", "replace"))
             else:
