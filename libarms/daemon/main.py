@@ -501,17 +501,16 @@ def heartbeat_debug(cfg: DaemonConfig, count: int = 0) -> int:
 
     cb = _CB(cfg, HookRunner(cfg.distribution_id, cfg.timeout, cfg.timeout_kill),
              ModuleStore(cfg.path_work_dir))
-    n = 0
     try:
-        while True:
+        for n in range(1, 10 ** 9):       # about 160 years at one sample per 5 s
             print(f"--- {time.strftime('%Y/%m/%d %H:%M:%S')}", flush=True)
             cb.hb_store_statistics(Printer())
-            n += 1
             if count and n >= count:
                 return EXIT_OK
             time.sleep(5 if not count else 0.2)
     except KeyboardInterrupt:
-        return EXIT_OK
+        pass
+    return EXIT_OK
 
 
 def main(argv=None) -> int:
