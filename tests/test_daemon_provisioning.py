@@ -143,3 +143,34 @@ def test_ls_stop_results_leave_with_their_exit_codes(conf, hooks, server, result
         d.stop()
     assert bool(hooks.calls("reboot")) == reboot_hook
     assert hooks.calls("start") == []
+
+
+def test_per_phase_proxies_ls_through_the_proxy_and_rs_direct(conf, server):
+    from conftest_pull import ConnectProxy
+    proxy = ConnectProxy()
+    try:
+        with open(conf, "a") as f:
+            f.write(f"https-proxy-url-ls: {proxy.url}\nhttps-proxy-url-rs:\n")
+        d = Armsd(conf)
+        try:
+            d.wait_for("pull done", 60)
+        finally:
+            d.signal(signal.SIGTERM)
+            d.wait(60)
+            d.stop()
+    finally:
+        proxy.close()
+    ls = f"127.0.0.1:{server.ls_port}"
+    assert [r.split(b"\r\n")[0] for r in proxy.requests] == \
+        [f"CONNECT {ls} HTTP/1.1".encode()], "\n".join(d.lines)
+
+
+def test_a_proxy_url_the_agent_cannot_use_is_refused_at_start(conf):
+    with open(conf, "a") as f:
+        f.write("https-proxy-url-rs: http://proxy.example:8080/\n")
+    d = Armsd(conf)
+    try:
+        assert d.wait(60) == 1
+    finally:
+        d.stop()
+    assert "https-proxy-url-rs" in "\n".join(d.lines)

@@ -242,8 +242,16 @@ class Armsd:
         agent.register_cert(_read_text(cfg.path_root_ca, "path-root-ca"))
         agent.register_authkey(cfg.ls_sa_key)
         agent.register_description(DESCRIPTION, __version__)
-        if cfg.https_proxy_url:
-            agent.set_https_proxy(cfg.https_proxy_url)
+        # Refuse a proxy URL the agent cannot use now, not in the middle of a pull.
+        for key, url in (("https-proxy-url-ls", cfg.https_proxy_url_ls),
+                         ("https-proxy-url-rs", cfg.https_proxy_url_rs),
+                         ("https-proxy-url", cfg.https_proxy_url)):
+            if url:
+                try:
+                    agent.set_https_proxy(url)
+                except ArmsError as e:
+                    raise ConfigError(f"{cfg.source}: {key}: {e}") from None
+        agent.set_https_proxy(cfg.https_proxy_url or None)
         return agent
 
     def _set_app_event_interval(self) -> None:
