@@ -10,8 +10,6 @@ verified. Marked ``cross``; the first run downloads the sysroot (cached under bu
 from __future__ import annotations
 
 import json
-import socket
-import time
 from pathlib import Path
 
 import pytest
@@ -66,44 +64,6 @@ print(json.dumps(out))
         host = [[c.kind.name, c.id, c.trail, c.data.hex()]
                 for c in HostDecoder().feed(data[data.index(b"\r\n\r\n") + 4:])]
         assert chunks == host and len(host) > 3, path
-
-
-def test_cross_heartbeat_sender_on_the_foreign_cpu_sends_packets_the_host_verifies(
-        foreign: ForeignPython, tmp_path):
-    needs("csrc/build_core.py", "libarms/heartbeat.py", "libarms/protocol/heartbeat.py")
-    from libarms.protocol.heartbeat import parse_packet, verify_packet
-    did = DISTRIBUTION_ID[foreign.arch]
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as rx:
-        rx.bind(("127.0.0.1", 0))
-        rx.settimeout(30)
-        port = rx.getsockname()[1]
-        code = f"""
-import threading, time
-from libarms.heartbeat import HeartbeatSender, HbServer
-done = threading.Event()
-def fill(hb):
-    hb.set_cpu_usage(0, 42)
-    hb.set_mem_usage(0, 1 << 20, 3 << 20)
-s = HeartbeatSender({did!r}, [HbServer("127.0.0.1", {port}, {HB_PASSPHRASE!r})], 0.2,
-                    on_statistics=fill)
-s.start()
-deadline = time.monotonic() + 30
-while s.stats.sent < 3 and time.monotonic() < deadline:
-    time.sleep(0.05)
-s.stop()
-print(s.stats.sent)
-"""
-        r = foreign.run(code, cwd=tmp_path, timeout=90)
-        assert int(r.stdout.split()[-1]) >= 3
-        packets = [rx.recv(2048) for _ in range(3)]
-    from libarms.protocol.heartbeat import CpuUsage, MemUsage
-    for pkt in packets:
-        assert verify_packet(pkt, HB_PASSPHRASE), "digest made on the foreign CPU does not verify"
-        assert not verify_packet(pkt, HB_PASSPHRASE + "x")
-        parsed = parse_packet(pkt)
-        assert str(parsed.distribution_id) == did
-        assert CpuUsage(0, 42) in parsed.items
-        assert MemUsage(0, 1 << 20, 3 << 20) in parsed.items   # 64-bit fields, big-endian
 
 
 def rest(svc, method: str, params: dict, wait: float = 60) -> dict:
@@ -180,7 +140,10 @@ def test_cross_agent_on_the_foreign_cpu_provisions_confirms_over_the_tunnel_runs
                            "PUSH_EXEC_STORED_CONFIG")
             # Heartbeats, verified (HMAC with the RS-given passphrase) by the server's receiver.
             assert rx.wait_for(did, count=2, timeout=60), rx.counters
-            assert rx.latest_metrics(did)["cpu_usage/0"]["utilization"] == 37
+            metrics = rx.latest_metrics(did)
+            assert metrics["cpu_usage/0"]["utilization"] == 37
+            assert (metrics["mem_usage/0"]["used"], metrics["mem_usage/0"]["available"]) == (
+                1 << 20, 3 << 33)   # 64-bit fields built on a 32-bit CPU
             assert rx.counters["bad_digest"] == 0
         finally:
             dev.stop()

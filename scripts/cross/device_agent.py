@@ -75,6 +75,7 @@ def main(argv: list[str]) -> int:
 
         def hb_store_statistics(self, hb):
             hb.set_cpu_usage(0, int(conf.get("cpu_usage", 42)))
+            hb.set_mem_usage(0, 1 << 20, 3 << 33)   # > 32 bits: 64-bit fields on a 32-bit CPU
             emit("heartbeat_stats")
 
     agent = Agent(conf["distribution_id"], DeviceCallbacks(), **conf.get("agent_options", {}))
