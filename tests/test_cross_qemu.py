@@ -14,11 +14,21 @@ from pathlib import Path
 
 import pytest
 
-from conftest_cross import REPO, ForeignPython, foreign  # noqa: F401  (fixture)
+from conftest_cross import ARCHES, REPO, Device, ForeignPython, cross_stage
 
 pytestmark = [pytest.mark.cross, pytest.mark.slow]
 
-VECTORS = Path("/work/shared/vectors/libarms-5.33")
+
+@pytest.fixture(params=sorted(ARCHES), scope="module")
+def foreign(request) -> ForeignPython:
+    """Debian's Python of that architecture under qemu-user, with this project staged."""
+    return cross_stage(request.param)
+
+
+# The libarms 5.33 captures: /work/shared on developer machines, shared/ beside the clone in CI.
+VECTORS = next((p for p in (Path("/work/shared/vectors/libarms-5.33"),
+                            REPO.parent / "shared" / "vectors" / "libarms-5.33") if p.is_dir()),
+               Path("/work/shared/vectors/libarms-5.33"))
 DISTRIBUTION_ID = {"armhf": "0001-0000-0000-0000-0000-0000-00A7-0001",
                    "mipsel": "0001-0000-0000-0000-0000-0000-00A7-0002"}
 MACHINE = {"armhf": "armv7l", "mipsel": "mips"}
@@ -80,7 +90,7 @@ def rest(svc, method: str, params: dict, wait: float = 60) -> dict:
     return doc
 
 
-def test_cross_agent_on_the_foreign_cpu_provisions_confirms_over_the_tunnel_runs_pushes_and_heartbeats(
+def test_cross_agent_on_foreign_cpu_provisions_confirms_over_tunnel_serves_pushes_and_heartbeats(
         foreign: ForeignPython, tmp_path):
     """The whole agent on the foreign CPU against the host's test server: two-stage pull,
     push confirmation over the https-tunnel, one md-command and one configure through the REST
@@ -160,12 +170,11 @@ def test_cross_armsd_on_qemu_arm_provisions_serves_a_hook_and_stops_cleanly_on_s
     import signal
     import subprocess
 
-    from conftest_cross import Device, cross_stage
     from libarms.testserver.heartbeat import HeartbeatReceiver
     from libarms.testserver.pushservice import PushService
     from libarms.testserver.server import TestServer
 
-    foreign = cross_stage("armhf")
+    arm = cross_stage("armhf")
     did = "0001-0000-0000-0000-0000-0000-00A7-0D01"
     with TestServer(str(tmp_path / "server")) as srv:
         rx = HeartbeatReceiver()
@@ -188,8 +197,8 @@ def test_cross_armsd_on_qemu_arm_provisions_serves_a_hook_and_stops_cleanly_on_s
             "path-iconfig": tmp_path / "initial-config", "path-work-dir": tmp_path / "work",
             "path-state-cache": tmp_path / "state", "script-command": hook,
             "hb-traffic-if0": "lo"}.items()) + "\n")
-        proc = subprocess.Popen(foreign.argv("-m", "libarms.daemon.main", "-f", str(conf), "-v"),
-                                env=foreign.env(), cwd=tmp_path, stdout=subprocess.PIPE,
+        proc = subprocess.Popen(arm.argv("-m", "libarms.daemon.main", "-f", str(conf), "-v"),
+                                env=arm.env(), cwd=tmp_path, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True, start_new_session=True)
         dev = Device(proc)
         try:
