@@ -6,7 +6,9 @@ Self-contained so the test server can mount it however it serves HTTP:
 * :meth:`Collector.handle` — a pure request -> response function
   ``(method, path, query, headers, body) -> (status, content_type, body)``;
 * :class:`CollectorServer` — a small threaded HTTP server around it (used by the bridge's tests
-  and usable stand-alone: ``python -m libarms.testserver.collector --db r.db --port 8090``).
+  and usable stand-alone: ``python -m libarms.testserver.collector --db r.db --port 8090``);
+* :class:`CollectorComponent` — the same as a test-server plug-in
+  (``TestServer.add_component(CollectorComponent())``, then ``.url``).
 
 API (JSON)::
 
@@ -101,6 +103,22 @@ class CollectorStore:
         args.append(limit)
         return [{"key": k, "kind": kd, "ts": ts, "value": json.loads(v), "source": s}
                 for k, kd, ts, v, s in self._conn().execute(sql, args).fetchall()]
+
+    def recent(self, device: str, limit: int = 50) -> list[dict]:
+        """The last ``limit`` readings of a device to arrive, newest first."""
+        rows = self._conn().execute(
+            "SELECT key, kind, ts, value, source, received FROM collector_readings WHERE device=? "
+            "ORDER BY rowid DESC LIMIT ?", (device, limit)).fetchall()
+        return [{"key": k, "kind": kd, "ts": ts, "value": json.loads(v), "source": s,
+                 "received": rc} for k, kd, ts, v, s, rc in rows]
+
+    def latest(self, device: str) -> dict[str, dict]:
+        """``{kind: reading}``: the reading with the greatest ``ts`` of every kind of a device."""
+        rows = self._conn().execute(
+            "SELECT kind, key, MAX(ts), value, source FROM collector_readings WHERE device=? "
+            "GROUP BY kind ORDER BY kind", (device,)).fetchall()
+        return {kd: {"key": k, "kind": kd, "ts": ts, "value": json.loads(v), "source": s}
+                for kd, k, ts, v, s in rows}
 
     def devices(self) -> list[dict]:
         rows = self._conn().execute(
@@ -230,6 +248,41 @@ class CollectorServer:
         self.httpd.server_close()
         if self._thread:
             self._thread.join(5)
+
+
+class CollectorComponent:
+    """Test-server plug-in: ``server.add_component(CollectorComponent())``.
+
+    Serves the collector over plain HTTP on ``host:port`` (0 = a free port) with its SQLite file
+    in the test server's state directory; ``url`` is what a bridge's ``[upload] url`` takes.
+    """
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, token: Optional[str] = None,
+                 filename: str = "collector.sqlite"):
+        self.host, self.port, self.token, self.filename = host, port, token, filename
+        self.server: Optional[CollectorServer] = None
+
+    def start(self, testserver) -> None:
+        import os
+        path = os.path.join(testserver.state_dir, self.filename)
+        self.server = CollectorServer(path, self.host, self.port, self.token).start()
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
+
+    @property
+    def url(self) -> str:
+        if self.server is None:
+            raise RuntimeError("collector component not started")
+        return self.server.url
+
+    @property
+    def store(self) -> CollectorStore:
+        if self.server is None:
+            raise RuntimeError("collector component not started")
+        return self.server.collector.store
 
 
 def main(argv=None) -> int:
