@@ -6,6 +6,7 @@
   Each run starts cold (no PAN cache), alternating module families A and C.
 * codec: ECHONET Lite Get_Res (E7+E8) encode+decode per second, and SKSTACK ERXUDP hex lines
   parsed + ECHONET-decoded per second.
+* queue: readings committed one by one to the durable queue (fsync each) per second.
 
 Usage: python bench/bridge.py [--runs N]. The last line is one JSON object.
 """
@@ -85,6 +86,22 @@ def erxudp_rate(seconds: float = 1.0) -> float:
     return n / (time.perf_counter() - t0)
 
 
+def queue_rate(seconds: float = 1.0) -> float:
+    """Durable queue: single-reading commits (WAL + fsync) per second in a temp directory."""
+    from bridge.store import Store, instant_reading
+    with tempfile.TemporaryDirectory() as tmp:
+        store = Store(os.path.join(tmp, "q.sqlite"))
+        n = 0
+        deadline = time.perf_counter() + seconds
+        t0 = time.perf_counter()
+        while time.perf_counter() < deadline:
+            store.add(instant_reading("bench", "power_w", n))
+            n += 1
+        rate = n / (time.perf_counter() - t0)
+        store.close()
+    return rate
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=20)
@@ -94,13 +111,16 @@ def main() -> None:
     p99 = times[min(len(times) - 1, int(round(0.99 * (len(times) - 1))))]
     codec = codec_rate()
     lines = erxudp_rate()
+    commits = queue_rate()
     print(f"pty open -> first E7 (zero radio delay, cold, A/C alternating): "
           f"median {median:.1f} ms, p99 {p99:.1f} ms, min {times[0]:.1f} ms over {len(times)} runs")
     print(f"ECHONET Get_Res encode+decode: {codec:,.0f} frames/s")
     print(f"ERXUDP hex line parse + ECHONET decode: {lines:,.0f} lines/s")
+    print(f"durable queue (SQLite WAL, fsync per commit): {commits:,.0f} readings/s")
     print(json.dumps({"bench": "bridge", "median_ms": round(median, 2), "p99_ms": round(p99, 2),
                       "runs": len(times), "codec_frames_per_s": round(codec),
-                      "erxudp_lines_per_s": round(lines)}))
+                      "erxudp_lines_per_s": round(lines),
+                      "queue_commits_per_s": round(commits)}))
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ import time
 from typing import Optional, Sequence
 
 from . import meter as m
+from . import sk
 from .config import BridgeConfig, load
 from .echonet import Esv, Frame
 from .errors import (BridgeError, ConfigError, FrameError, NotJoined, PortGone, RequestFailed,
@@ -61,6 +62,8 @@ class Bridge:
         self._next_slow = 0.0
         self._next_prune = 0.0
         self._clock_checked = None
+        self._reload_from: Optional[str] = None
+        self.session.interrupt = lambda: self._reload_from is not None
         self.polls = 0
         self.exit_code = 0
         self.joined_event = threading.Event()
@@ -305,6 +308,8 @@ class Bridge:
         for _ in range(10 ** 9):
             if self.stop.is_set():
                 break
+            if self._reload_from is not None:
+                self._reload()
             try:
                 if not self.session.joined and self.session.state not in (State.REAUTH,
                                                                             State.THROTTLED):
@@ -344,6 +349,53 @@ class Bridge:
             self.stop.set()
             self.uploader.join()
         return self.exit_code
+
+    # -- SIGHUP: reload the config file ------------------------------------------------------------
+
+    #: Session settings whose change needs a new session (port reopened, module re-initialised).
+    RECONNECT_KEYS = ("port", "baudrate", "family", "rbid", "password", "output_mode")
+
+    def request_reload(self, path: str) -> None:
+        """Ask run() to re-read ``path`` (signal-safe); a bad file is logged and ignored."""
+        self._reload_from = path
+        self.session.kick()
+
+    def _reload(self) -> None:
+        path, self._reload_from = self._reload_from, None
+        try:
+            new = load(path)
+        except ConfigError as exc:
+            log.error("reload failed, keeping the running configuration: %s", exc)
+            return
+        old = self.cfg
+        new.session.pan_cache = old.session.pan_cache
+        if not new.session.port:
+            new.session.port = old.session.port          # a discovered or --port device stays
+        reconnect = [k for k in self.RECONNECT_KEYS
+                     if getattr(new.session, k) != getattr(old.session, k)]
+        for key in ("poll_interval", "energy_interval", "backfill_max_hours", "keep_uploaded_days",
+                    "collector_url", "collector_token", "upload_batch", "upload_backoff"):
+            setattr(old, key, getattr(new, key))
+        old.session = new.session
+        self.session.cfg = new.session
+        d = self.session.driver
+        d.port, d.baudrate = new.session.port, new.session.baudrate
+        d.command_timeout, d.drain_time = new.session.command_timeout, new.session.drain_time
+        if self.uploader is not None:
+            self.uploader.url, self.uploader.token = old.collector_url, old.collector_token
+            self.uploader.batch, self.uploader.backoff = old.upload_batch, old.upload_backoff
+        logging.getLogger().setLevel(getattr(logging, new.log_level, logging.INFO))
+        self._next_fast = self._next_slow = 0.0
+        if reconnect:
+            log.warning("config reloaded; %s changed: starting a new session", ", ".join(reconnect))
+            self.session.family_fixed = new.session.family in ("A", "C")
+            self.session.dialect = (self.session.dialect if not self.session.family_fixed
+                                    else sk.Dialect(new.session.family))
+            if "family" in reconnect and not self.session.family_fixed:
+                self.session.dialect = None
+            self.session.close()
+        else:
+            log.info("config reloaded from %s", path)
 
     def shutdown(self) -> None:
         """Ask run() to return (thread- and signal-safe)."""
@@ -523,6 +575,7 @@ def main(argv=None) -> int:
         control = ControlServer(cfg.control_socket, MeterCommands(bridge)).start()
     signal.signal(signal.SIGTERM, lambda *a: bridge.shutdown())
     signal.signal(signal.SIGINT, lambda *a: bridge.shutdown())
+    signal.signal(signal.SIGHUP, lambda *a: bridge.request_reload(args.config))
     from .discovery import Watcher
     watcher = Watcher(bridge.hotplug)
     watcher.start()

@@ -243,6 +243,8 @@ class Session:
         self._reauth_deadline = 0.0
         self._kick = threading.Event()
         self._opened_once = False
+        #: Optional callable: True makes connect() give up at once (a config reload is pending).
+        self.interrupt: Optional[Callable[[], bool]] = None
         #: Optional callable giving the device path to (re)open (pyudev discovery), or None.
         self.resolve_port: Optional[Callable[[], Optional[str]]] = None
         self.instance_list_seen = False
@@ -409,7 +411,14 @@ class Session:
     # -- SK level helpers ----------------------------------------------------------------------------
 
     def _cmd(self, *parts: str, timeout: Optional[float] = None, **kw):
-        return self.driver.command(sk.command(*parts), timeout=timeout, **kw)
+        """One SK command; FAIL ER09 (UART input error, §1.9) is retried once."""
+        for attempt in range(2):
+            try:
+                return self.driver.command(sk.command(*parts), timeout=timeout, **kw)
+            except ModuleError as exc:
+                if exc.code != 9 or attempt:
+                    raise
+                log.warning("%s: UART input error (ER09); sending it again", parts[0])
 
     def _sendto(self, data: bytes) -> None:
         """SKSENDTO to the meter (handle 1, port 3610, SEC 1); flips family once on ER05."""
@@ -438,6 +447,7 @@ class Session:
         version = evers[0] if evers else ""
         log.info("module firmware %s", version)
         if reset:
+            self.driver.echo_off = False         # SKRESET turns echo back on: expected now
             self._cmd("SKRESET")
             self.metrics["resets"] += 1
         self._cmd("SKSREG", "SFE", "0")
@@ -462,7 +472,11 @@ class Session:
             log.info("module family %s (EINFO 5th field %r, firmware %s)", family, fifth, version)
         self._output_mode()
         if self.dialect.family == "C":
-            self._cmd("SKSREG", "SA2", "0")
+            try:
+                self._cmd("SKSREG", "SA2", "0")     # pin the 10-token ERXUDP layout
+            except ModuleError as exc:
+                # Not fatal: the reader accepts ERXUDP with or without the RSSI token.
+                log.info("module refused SKSREG SA2 0 (%s); ERXUDP may carry RSSI", exc)
         pwd = self.cfg.password
         self._cmd("SKSETPWD", f"{len(pwd):X}", pwd)
         self._cmd("SKSETRBID", self.cfg.rbid)
@@ -584,6 +598,8 @@ class Session:
                 return
             if self.stop.is_set():
                 raise NotJoined("stopping")
+            if self.interrupt is not None and self.interrupt():
+                raise NotJoined("interrupted (new settings to apply)")
             if deadline is not None and time.monotonic() > deadline:
                 raise NotJoined("could not establish a B-route session in time")
             try:
@@ -602,7 +618,9 @@ class Session:
                 self.state = S.CLOSED
                 self.ladder = LADDER.index("reopen")
             except (ModuleError, RequestTimeout, JoinFailed, ScanEmpty, RequestFailed,
-                    FrameError) as exc:
+                    FrameError, NotJoined) as exc:
+                if self.stop.is_set():
+                    raise NotJoined("stopping") from exc
                 log.warning("recovery step %r failed: %s", LADDER[self.ladder], exc)
                 if self.state is not S.CLOSED:
                     self.state = S.BACKOFF

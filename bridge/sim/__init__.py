@@ -40,9 +40,12 @@ def main(argv=None) -> int:
     ap.add_argument("--solar", type=int, default=0, help="solar peak in W (makes E7 negative)")
     ap.add_argument("--session-lifetime", type=float, default=6 * 3600.0,
                     help="PANA session lifetime in seconds (default 6 h)")
-    ap.add_argument("--notify-esv", choices=("INF", "INFC"), default="INFC")
-    ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("-v", "--verbose", action="store_true")
+    ap.add_argument("--notify-esv", choices=("INF", "INFC"), default="INFC",
+                    help="ESV of the 30-minute EA/EB notification (default INFC, needs INFC_Res)")
+    ap.add_argument("--j11", action="store_true",
+                    help="behave like a J11 binary-UART module (to see the bridge refuse it)")
+    ap.add_argument("--seed", type=int, default=1, help="seed of the meter data and radio model")
+    ap.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
@@ -51,7 +54,7 @@ def main(argv=None) -> int:
     sim = Simulator(args.profile, path=args.link, time_scale=args.time_scale, meter=meter,
                     timing=Timing(session_lifetime=args.session_lifetime), seed=args.seed,
                     control=args.control, output_hex=args.hex,
-                    ropt_unsupported=args.ropt_unsupported)
+                    ropt_unsupported=args.ropt_unsupported, family_j=args.j11)
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *a: done.set())
     signal.signal(signal.SIGINT, lambda *a: done.set())

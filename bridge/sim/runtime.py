@@ -37,11 +37,12 @@ class Simulator:
                  time_scale: float = 1.0, meter: Optional[MeterConfig] = None,
                  timing: Optional[Timing] = None, faults: Optional[Faults] = None,
                  chunked: bool = True, seed: int = 0, control: Optional[str] = None,
-                 neighbours=(), **quirks):
+                 neighbours=(), chunk_delay: float = 0.0001, **quirks):
         self.profile = make_profile(profile, **quirks)
         self.time_scale = float(time_scale)
         self.meter = MeterModel(meter or MeterConfig())
         self.chunked = chunked
+        self.chunk_delay = chunk_delay
         self.rng = random.Random(seed ^ 0x5EED)
         self.link_path = path
         self.control_path = control
@@ -200,8 +201,11 @@ class Simulator:
                             self.module.feed(data)
                         except Exception:
                             log.exception("simulator failed on input %r", data[:80])
-                if master in writable and self._out:
+                wrote = master in writable and bool(self._out)
+                if wrote:
                     self._flush(master)
+            if wrote and self.chunked and self.chunk_delay:
+                time.sleep(self.chunk_delay)      # the gap between two USB/UART deliveries
 
     def _flush(self, master: int) -> None:
         n = len(self._out)

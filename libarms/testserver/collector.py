@@ -6,7 +6,9 @@ Self-contained so the test server can mount it however it serves HTTP:
 * :meth:`Collector.handle` — a pure request -> response function
   ``(method, path, query, headers, body) -> (status, content_type, body)``;
 * :class:`CollectorServer` — a small threaded HTTP server around it (used by the bridge's tests
-  and usable stand-alone: ``python -m libarms.testserver.collector --db r.db --port 8090``).
+  and usable stand-alone: ``python -m libarms.testserver.collector --db r.db --port 8090``);
+* :class:`CollectorComponent` — the same as a test-server plug-in
+  (``TestServer.add_component(CollectorComponent())``, then ``.url``).
 
 API (JSON)::
 
@@ -246,6 +248,41 @@ class CollectorServer:
         self.httpd.server_close()
         if self._thread:
             self._thread.join(5)
+
+
+class CollectorComponent:
+    """Test-server plug-in: ``server.add_component(CollectorComponent())``.
+
+    Serves the collector over plain HTTP on ``host:port`` (0 = a free port) with its SQLite file
+    in the test server's state directory; ``url`` is what a bridge's ``[upload] url`` takes.
+    """
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, token: Optional[str] = None,
+                 filename: str = "collector.sqlite"):
+        self.host, self.port, self.token, self.filename = host, port, token, filename
+        self.server: Optional[CollectorServer] = None
+
+    def start(self, testserver) -> None:
+        import os
+        path = os.path.join(testserver.state_dir, self.filename)
+        self.server = CollectorServer(path, self.host, self.port, self.token).start()
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
+
+    @property
+    def url(self) -> str:
+        if self.server is None:
+            raise RuntimeError("collector component not started")
+        return self.server.url
+
+    @property
+    def store(self) -> CollectorStore:
+        if self.server is None:
+            raise RuntimeError("collector component not started")
+        return self.server.collector.store
 
 
 def main(argv=None) -> int:

@@ -15,8 +15,8 @@ Endpoints (loopback, ``Authorization: Bearer <token>``, JSON):
     (at most 60) for the request to finish.
 ``GET /user/{user}/request/{method}/{id}/result/module/{module}/plain``
     That module's raw result bytes.
-``GET /user/{user}/request/{method}``
-    The user's requests of that method, newest first (at most 100).
+``GET /user/{user}/request/{method}[?code=DISTID]``
+    The user's requests of that method (for one device), newest first (at most 100).
 ``GET /user/{user}/request[?limit=N]``
     The user's requests of every method, newest first (at most 500).
 
@@ -346,7 +346,11 @@ class RestApi:
             if verb == "POST":
                 return 201, self._submit(user, method, body)
             if verb == "GET":
-                return 200, {"requests": self.store.list(user, method)}
+                docs = self.store.list(user, method)
+                code = query.get("code", [None])[0]
+                if code:
+                    docs = [d for d in docs if d["code"] == code.upper()]
+                return 200, {"requests": docs}
             raise HttpError(405, "use POST or GET")
         try:
             rid = int(seg[4])

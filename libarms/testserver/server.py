@@ -37,8 +37,10 @@ Plug-in hooks (for the push proxy, tunnel, REST API, heartbeat receiver, reading
     Test hook: answer ARMS messages on ``path`` with result code ``result`` or the raw body
     ``raw`` (``times`` times, or until cleared with ``clear_overrides``).
 
-Every ARMS request is recorded in ``request_log`` (``db.requests()``); ``wait_for_request``
-blocks (bounded) until a matching one has been served.
+Every ARMS request is recorded in ``request_log`` (``db.requests()``) before it is answered;
+``wait_for_request`` blocks (bounded) until a matching one has been served, ``wait_until(pred)``
+until any condition holds (re-checked on every request and every failed TLS handshake, which
+are kept in ``handshake_failures``).
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ import base64
 import binascii
 import dataclasses
 import email.message
+import hmac
 import logging
 import os
 import re
@@ -174,7 +177,10 @@ class _TlsServer(ThreadingHTTPServer):
         try:
             tls = self.ssl_ctx.wrap_socket(request, server_side=True)
         except (ssl.SSLError, OSError) as e:
-            log.info("%s: TLS handshake with %s failed: %s", self.role, client_address[0], e)
+            hint = ""
+            if ("UNSUPPORTED_PROTOCOL" in str(e) or "VERSION" in str(e).upper()) and not self.owner.legacy_tls:
+                hint = " (an old client, e.g. libarms 5.33, speaks TLS 1.0: run with --legacy-tls)"
+            log.warning("%s: TLS handshake with %s failed: %s%s", self.role, client_address[0], e, hint)
             self.owner._note_handshake_failure(self.role, client_address, e)
             return
         try:
@@ -384,14 +390,26 @@ class TestServer:
         dev = self.db.device(user)
         if dev is None:
             return False
-        if role == "ls":
-            return password == dev["ls_sa_key"]
-        return password == self.db.location(user)["rs_key"]
+        want = dev["ls_sa_key"] if role == "ls" else self.db.location(user)["rs_key"]
+        return hmac.compare_digest(password.encode("latin-1"), (want or "").encode("utf-8"))
 
     def _note_handshake_failure(self, role, addr, e) -> None:
         with self._lock:
             self.handshake_failures.append((role, addr[0], str(e)))
             del self.handshake_failures[:-100]
+        with self._served:
+            self._served.notify_all()
+
+    def wait_until(self, predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+        """Block until ``predicate()`` holds, re-checked whenever a request is served or a
+        handshake fails (bounded by ``timeout``: TimeoutError)."""
+        deadline = time.monotonic() + timeout
+        with self._served:
+            while not predicate():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"condition not met within {timeout} s")
+                self._served.wait(left)
 
     # -- dispatch -------------------------------------------------------------------------
     def _dispatch(self, h: BaseHTTPRequestHandler, role: str) -> None:

@@ -122,6 +122,7 @@ def test_currents_round_trip(r, t):
     assert m.decode_currents(m.encode_currents(r, t)) == (r, t)
 
 
+@settings(max_examples=30)
 @given(st.integers(0, 99), st.lists(st.one_of(st.none(), st.integers(0, 99999999)),
                                     min_size=48, max_size=48))
 def test_history1_round_trips(day, slots):

@@ -92,3 +92,19 @@ def test_dongles_are_recognised_from_udev_properties(props, expected):
 def test_discovery_runs_against_the_real_udev_database():
     ports = find_ports()            # this machine has no dongle; it must answer, not fail
     assert isinstance(ports, list) and all(isinstance(p, Port) for p in ports)
+
+
+def test_collector_plugs_into_the_test_server_as_a_component(tmp_path):
+    from libarms.testserver.collector import CollectorComponent
+    from libarms.testserver.server import TestServer
+    srv = TestServer(str(tmp_path / "ts"))
+    comp = CollectorComponent()
+    srv.add_component(comp)
+    srv.start()
+    try:
+        r = requests.post(comp.url, json={"device": "m", "readings": [reading("k")]}, timeout=5)
+        assert r.json() == {"stored": 1, "duplicates": 0}
+        assert comp.store.readings("m")[0]["key"] == "k"
+        assert (tmp_path / "ts" / "collector.sqlite").exists()
+    finally:
+        srv.stop()

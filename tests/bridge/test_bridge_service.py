@@ -11,7 +11,8 @@ import pytest
 
 from bridge import meter as m
 from bridge.mdcommand import MeterCallbacks, MeterCommands
-from bridge.service import ControlServer, main, query
+from bridge.config import load
+from bridge.service import Bridge, ControlServer, main, query
 from bridge.sim import MeterConfig, Timing
 from bridge.store import Store
 from bridge.upload import Uploader
@@ -119,14 +120,16 @@ def test_missed_half_hours_are_backfilled_from_the_meter_history(make_sim, tmp_p
                                      if r.kind == "halfhour_normal_kwh"]) >= 7, 10)
     halfhours = {dt.datetime.fromisoformat(r.ts): r for r in store.all()
                  if r.kind == "halfhour_normal_kwh"}
-    expected = [first + dt.timedelta(minutes=30 * i) for i in range(7)]
-    assert sorted(halfhours) == expected                       # no gap, no duplicate
+    # The real clock may cross another boundary meanwhile: at least the 7 slots, contiguous.
+    expected = sorted(halfhours)
+    assert expected[:7] == [first + dt.timedelta(minutes=30 * i) for i in range(7)]
+    assert all(b - a == dt.timedelta(minutes=30) for a, b in zip(expected, expected[1:]))
     scaling = bridge2.session.meter.scaling
     for slot in expected:                                      # values are the meter's own
         assert halfhours[slot].value == str(scaling.kwh(sim.meter.raw(slot)))
-    assert {halfhours[t].source for t in expected[1:-1]} == {"backfill"}
+    assert {halfhours[t].source for t in expected[1:6]} == {"backfill"}
     reverse = [r for r in store.all() if r.kind == "halfhour_reverse_kwh"]
-    assert len(reverse) == 7
+    assert len(reverse) == len(expected)
 
 
 def test_half_hour_notification_is_stored_once_even_when_repeated(make_sim, tmp_path):
@@ -146,8 +149,9 @@ def test_half_hour_notification_is_stored_once_even_when_repeated(make_sim, tmp_
         assert wait_for(lambda: bridge.session.metrics["infc_answered"] >= 2, 10)
         assert bridge.session.metrics["notifications"] >= 2
     rows = halfhours()
-    assert len(rows) == 2 and rows[1].source == "notification"
-    assert len({r.ts for r in rows}) == 2
+    # One row per half hour although the INFC came twice (a real :00/:30 may add one more).
+    assert len(rows) in (2, 3) and len({r.ts for r in rows}) == len(rows)
+    assert sum(r.source == "notification" for r in rows) >= 1
 
 
 def test_queue_survives_reopen_and_ignores_duplicate_keys(tmp_path):
@@ -169,7 +173,7 @@ def test_queue_survives_reopen_and_ignores_duplicate_keys(tmp_path):
 
 def test_demo_meter_helper_runs_a_simulated_meter_end_to_end(tmp_path, collector):
     from bridge.demo import DemoMeter
-    demo = DemoMeter(str(tmp_path / "demo"), collector_url=collector.url,
+    demo = DemoMeter(str(tmp_path / "demo"), collector_url=collector.url, time_scale=0.0,
                      meter=MeterConfig(power_override=555)).start()
     try:
         assert demo.wait_joined(30)
@@ -205,3 +209,30 @@ def test_sample_config_loads_and_bad_configs_say_what_is_wrong(tmp_path):
         bad.write_text(text)
         with pytest.raises(ConfigError, match=re.escape(why)):
             load(str(bad))
+
+
+def test_sighup_reload_fixes_a_wrong_password_without_a_restart(make_sim, tmp_path):
+    sim = make_sim("bp35c2", meter=MeterConfig(power_override=77))
+    conf = tmp_path / "bridge.conf"
+
+    def write(password, interval):
+        conf.write_text(f"[serial]\nport = {sim.path}\ndrain_time = 0.02\noutput_mode = keep\n"
+                        f"[broute]\nid = 0123456789ABCDEF0123456789ABCDEF\npassword = {password}\n"
+                        f"join_timeout = 2\nrequest_timeout = 1\nmin_request_gap = 0\n"
+                        f"backoff = 0.05 0.1\ninstance_list_wait = 0.2\n"
+                        f"[poll]\ninterval = {interval}\n[bridge]\nstate_dir = {tmp_path / 'st'}\n")
+    write("WRONGPASSWRD", 3600)
+    bridge = Bridge(load(str(conf)))
+    with Runner(bridge):
+        assert wait_for(lambda: bridge.session.metrics["joins"] >= 2, 10)   # keeps failing
+        assert not bridge.session.joined
+        write("0A1B2C3D4E5F", 0.05)
+        bridge.request_reload(str(conf))                 # what SIGHUP does
+        assert bridge.joined_event.wait(10)
+        assert bridge.cfg.poll_interval == 0.05
+        assert wait_for(lambda: bridge.polls >= 3, 10)
+        conf.write_text("[broute]\nid = broken\n")       # a bad file is refused, nothing stops
+        bridge.request_reload(str(conf))
+        polls = bridge.polls
+        assert wait_for(lambda: bridge.polls > polls + 2, 10)
+        assert bridge.cfg.session.password == "0A1B2C3D4E5F"

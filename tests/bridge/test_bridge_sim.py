@@ -7,9 +7,12 @@ import heapq
 import itertools
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bridge import echonet as el
 from bridge import meter as m
+from bridge import sk
 from bridge.echonet import Esv
 from bridge.sim import MeterConfig, MeterModel, ModuleSim, Timing, make_profile
 
@@ -195,3 +198,25 @@ def test_meter_counter_wraps_at_the_effective_digits():
 def test_two_wire_meter_reports_no_data_for_the_t_phase():
     mm = MeterModel(MeterConfig(two_wire=True, power_override=500))
     assert m.decode_currents(mm.value(0xE8)) == (m.Decimal("5.0"), None)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.binary(min_size=1, max_size=200), st.sampled_from(["bp35a1", "bp35c2"]),
+       st.booleans(), st.booleans(), st.lists(st.integers(1, 13), max_size=25))
+def test_simulator_erxudp_output_parses_back_in_every_layout(data, profile, hex_output, rssi,
+                                                             chunks):
+    h = Harness(profile)
+    h.mod.hex_output = hex_output
+    h.mod.regs["SA2"] = "1" if rssi else "0"
+    h.mod.erxudp(METER_IP, h.mod.own_ip, 3610, 3610, "C0F94500AABBCCDD", 1, data)
+    raw = bytes(h.out) + b"OK\r\n"
+    reader = sk.Reader("hex" if hex_output else "binary")
+    recs, pos = [], 0
+    for n in chunks:
+        recs += reader.feed(raw[pos:pos + n])
+        pos += n
+    recs += reader.feed(raw[pos:])
+    c = profile == "bp35c2"
+    assert recs == [sk.RxUdp(METER_IP, h.mod.own_ip, 3610, 3610, "C0F94500AABBCCDD", 1,
+                             0 if c else None, 0x8C if (c and rssi) else None, data,
+                             not hex_output), sk.Ok()]
