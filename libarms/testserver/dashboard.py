@@ -92,7 +92,7 @@ class Dashboard:
             raise RuntimeError("the Dashboard must be added after a started PushService")
         self._page = load_page()
         if self.collector_db is None:
-            self.collector_db = os.path.join(server.state_dir, "readings.db")
+            self.collector_db = os.path.join(server.state_dir, "collector.sqlite")
         self.collector = Collector(CollectorStore(self.collector_db))
         rest = self.push.rest
         rest.add_route(r"/", self._root, auth=False)
