@@ -94,14 +94,14 @@ class Dashboard:
         if self.collector_db is None:
             self.collector_db = os.path.join(server.state_dir, "collector.sqlite")
         self.collector = Collector(CollectorStore(self.collector_db))
-        rest = self.push.rest
-        rest.add_route(r"/", self._root, auth=False)
-        rest.add_route(r"/dashboard(?:\.html)?", self._page_route, auth=False)
-        rest.add_route(r"/collector/(?:readings|devices)", self._collector_route, auth=False)
-        rest.add_route(r"/server/status", self._status)
-        rest.add_route(r"/server/request-log", self._request_log)
-        rest.add_route(r"/user/([^/]+)/device", self._devices)
-        rest.add_route(r"/user/([^/]+)/device/([^/]+)", self._device)
+        add = self.push.rest.add_route
+        add(r"/", self._root, auth=False)
+        add(r"/dashboard(?:\.html)?", self._page_route, auth=False)
+        add(r"/collector/(?:readings|devices)", self._live(self._collector_route), auth=False)
+        add(r"/server/status", self._live(self._status))
+        add(r"/server/request-log", self._live(self._request_log))
+        add(r"/user/([^/]+)/device", self._live(self._devices))
+        add(r"/user/([^/]+)/device/([^/]+)", self._live(self._device))
         log.info("dashboard on %s", self.url)
         return self
 
@@ -117,6 +117,15 @@ class Dashboard:
         return self.push.rest.url + "/collector/readings"
 
     # -- helpers ------------------------------------------------------------------------------
+    def _live(self, fn):
+        """Answer 503 instead of failing once the server is stopping (the REST port closes
+        after the components it reads from)."""
+        async def route(*args):
+            if self.server is None or self.server.db is None:
+                raise HttpError(503, "the test server is stopping")
+            return await fn(*args)
+        return route
+
     @staticmethod
     async def _off_loop(fn, *args):
         """SQLite work runs on a worker thread, not on the proxy's event loop."""
