@@ -94,6 +94,9 @@ class Dashboard:
         if self.collector_db is None:
             self.collector_db = os.path.join(server.state_dir, "collector.sqlite")
         self.collector = Collector(CollectorStore(self.collector_db))
+        # per-device views of the request log (the LS/RS write it; we only read)
+        server.db.execute_script("CREATE INDEX IF NOT EXISTS request_log_by_device "
+                                 "ON request_log(distribution_id, id);")
         add = self.push.rest.add_route
         add(r"/", self._root, auth=False)
         add(r"/dashboard(?:\.html)?", self._page_route, auth=False)
@@ -164,12 +167,11 @@ class Dashboard:
 
     def _readings_state(self, meter: str, recent: int = 0) -> Optional[dict]:
         store = self.collector.store
-        rows = store._conn().execute("SELECT COUNT(*), MAX(ts), MAX(received) FROM "
-                                     "collector_readings WHERE device=?", (meter,)).fetchone()
-        if not rows[0]:
+        got = store.summary(meter)
+        if got is None:
             return None
-        out = {"meter": meter, "count": rows[0], "lastTs": rows[1], "lastReceived": rows[2],
-               "latest": store.latest(meter)}
+        out = {"meter": meter, "count": got["count"], "lastTs": got["last_ts"],
+               "lastReceived": got["last_received"], "latest": store.latest(meter)}
         if recent:
             out["recent"] = store.recent(meter, recent)
         return out
