@@ -190,3 +190,26 @@ def test_operator_heartbeat_config_replaces_the_default_and_can_be_reset(served)
     r = served.http.get(served.base + "/user/test/device/0001-0000-0000-0000-0000-0000-0000-0001",
                         timeout=TIMEOUT)
     assert r.status_code == 404
+
+
+@pytest.mark.parametrize("path", ["/server/status", "/user/test/device", "/user/test/request",
+                                  "/user/test/request/md-command"])
+def test_the_collector_token_opens_only_the_collector(served, path):
+    bridge = {"Authorization": f"Bearer {BRIDGE_TOKEN}"}
+    assert requests.get(served.base + path, headers=bridge, timeout=TIMEOUT).status_code == 401
+    r = requests.get(served.base + "/collector/devices", headers=bridge, timeout=TIMEOUT)
+    assert r.status_code == 200 and "devices" in r.json()
+    r = requests.post(served.base + "/user/test/request/md-command", headers=bridge,
+                      json={"code": DIST, "module": 1, "command": "x"}, timeout=TIMEOUT)
+    assert r.status_code == 401
+
+
+def test_dashboard_views_answer_bad_queries_with_a_message(served):
+    for path, status in (("/user/test/request?limit=many", 400),
+                         ("/server/request-log?limit=1.5", 400),
+                         ("/user/test/device/not-a-device", 404)):
+        r = served.http.get(served.base + path, timeout=TIMEOUT)
+        assert r.status_code == status, (path, r.status_code)
+        assert r.json()["error"]
+    r = served.http.post(served.base + "/server/status", timeout=TIMEOUT, data=b"{}")
+    assert r.status_code == 405
