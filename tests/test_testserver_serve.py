@@ -213,3 +213,25 @@ def test_dashboard_views_answer_bad_queries_with_a_message(served):
         assert r.json()["error"]
     r = served.http.post(served.base + "/server/status", timeout=TIMEOUT, data=b"{}")
     assert r.status_code == 405
+
+
+def test_a_running_bridge_on_a_simulated_meter_uploads_to_the_served_collector(served, tmp_path):
+    """The B-route bridge (real session over a pty to the module/meter simulator) polls the
+    meter and uploads with the collector token; its readings show under the device whose
+    distribution id is the bridge's device_id."""
+    from bridge.demo import DemoMeter
+    meter = DemoMeter(str(tmp_path / "bridge"), collector_url=served.info["collector_url"],
+                      device_id=OTHER.lower(), poll_interval=0.5, energy_interval=0.5)
+    meter.bridge.uploader.token = BRIDGE_TOKEN        # as [upload] token = ... would
+    _cli(served.state, "add-device", OTHER, "--ls-key", "other-key")
+    meter.start()
+    try:
+        dev = served.wait_until("the bridge's instantaneous power in the dashboard", lambda: (
+            lambda d: d if "power_w" in ((d["readings"] or {}).get("latest") or {})
+            else None)(served.device(OTHER)), timeout=30)
+    finally:
+        meter.stop()
+    r = dev["readings"]
+    assert r["meter"] == OTHER.lower()
+    assert isinstance(r["latest"]["power_w"]["value"], int)
+    assert r["latest"]["power_w"]["source"] == "poll"
