@@ -110,3 +110,50 @@ def test_set_service_heartbeat_options_edit_the_service_document(tmp_path):
         with contextlib.redirect_stderr(io.StringIO()):
             cli.main(["set-service", DIST, "--no-heartbeat", "--default-heartbeat",
                       "--state-dir", state])
+
+
+def test_stop_with_a_device_in_push_wait_and_an_open_dashboard_session_ends_everything(
+        tmp_path, pull_pki):
+    from libarms import Agent
+    from libarms.errors import Err
+    from libarms.states import State
+    from tests.conftest_pull import FAST, Recorder
+    from tests.conftest_push import free_port, wait_for
+
+    before = _names()
+    s = _stack(tmp_path / "ts", pull_pki, heartbeat_interval=1)
+    s.start()
+    agent = Agent(DIST, Recorder(), **FAST)
+    done = threading.Event()
+    try:
+        s.server.add_device(DIST, "ls-key")
+        agent.load_config(s.server.initial_config())
+        agent.register_cert(s.server.ca_pem)
+        agent.register_authkey("ls-key")
+        agent.pull()
+        assert agent.push_method_query() == Err.OK
+
+        def run():
+            try:
+                agent.run(free_port())
+            finally:
+                done.set()
+        threading.Thread(target=run, daemon=True).start()
+        wait_for(lambda: agent.state == State.PUSH_WAIT, 20, "PUSH_WAIT")
+        assert s.receiver.wait_for(DIST, 1, timeout=10)
+        http = requests.Session()            # a keep-alive dashboard connection stays open
+        http.headers["Authorization"] = "Bearer tok"
+        dev = http.get(f"{s.info['rest_url']}/user/u/device/{DIST}", timeout=10).json()
+        assert dev["push"]["tunnels"] == 1 and dev["heartbeat"]["packets"] >= 1
+        stopper = threading.Thread(target=s.stop)
+        stopper.start()
+        stopper.join(30)
+        assert not stopper.is_alive(), "stop() hung with a tunnel and a client connected"
+        left = {n for n in _names() - before if n.startswith(("testserver-", "push-service"))}
+        assert not left, left
+        with pytest.raises(requests.ConnectionError):
+            http.get(f"{s.info['rest_url']}/server/status", timeout=10)
+    finally:
+        agent.stop()
+        assert done.wait(20)
+        s.stop()
