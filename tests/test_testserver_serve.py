@@ -235,3 +235,11 @@ def test_a_running_bridge_on_a_simulated_meter_uploads_to_the_served_collector(s
     assert r["meter"] == OTHER.lower()
     assert isinstance(r["latest"]["power_w"]["value"], int)
     assert r["latest"]["power_w"]["source"] == "poll"
+
+
+def test_dashboard_command_prints_the_url_to_open_with_the_token_in_its_fragment(served):
+    url = _cli(served.state, "dashboard").strip()
+    assert url == f"{served.info['dashboard_url']}#token={TOKEN}"
+    page = requests.get(url, timeout=TIMEOUT)      # the fragment never reaches the server
+    assert page.status_code == 200 and "sessionStorage" in page.text
+    assert _cli(served.state, "dashboard", "--no-token").strip() == served.info["dashboard_url"]

@@ -157,3 +157,9 @@ def test_stop_with_a_device_in_push_wait_and_an_open_dashboard_session_ends_ever
         agent.stop()
         assert done.wait(20)
         s.stop()
+
+
+def test_dashboard_command_without_a_server_says_where_it_looked(tmp_path, capsys):
+    assert cli.main(["dashboard", "--state-dir", str(tmp_path / "none")]) == 1
+    err = capsys.readouterr().err
+    assert "push-service.json" in err and "no running server" in err
