@@ -163,3 +163,24 @@ def test_dashboard_command_without_a_server_says_where_it_looked(tmp_path, capsy
     assert cli.main(["dashboard", "--state-dir", str(tmp_path / "none")]) == 1
     err = capsys.readouterr().err
     assert "push-service.json" in err and "no running server" in err
+
+
+def _has_ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _has_ipv6_loopback(), reason="no ::1 on this machine")
+def test_on_ipv6_loopback_every_url_is_usable(tmp_path, pull_pki):
+    with _stack(tmp_path / "ts", pull_pki, host="::1") as s:
+        assert s.info["rest_url"].startswith("http://[::1]:")
+        page = requests.get(s.info["dashboard_url"], timeout=10)
+        assert page.status_code == 200
+        r = requests.get(s.info["rest_url"] + "/server/status", timeout=10,
+                         headers={"Authorization": "Bearer tok"})
+        assert r.json()["heartbeat"]["address"] == s.info["heartbeat"]
+        assert s.info["heartbeat"].startswith("::1:")

@@ -237,7 +237,8 @@ class RestApi:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
 
     def add_route(self, pattern: str, fn: Route, *, auth: bool = True) -> None:
         """Mount ``fn`` on the paths matching the regex ``pattern`` (whole path, query apart).
