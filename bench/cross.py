@@ -201,7 +201,8 @@ def main() -> int:
     wall = None
     if not args.skip_tests:
         wall = round(cross_tests_wall(args.cold), 1)
-        print(f"pytest -m cross wall time ({'cold: sysroots downloaded' if args.cold else 'sysroots cached'}): {wall} s")
+        how = "cold: sysroots downloaded" if args.cold else "sysroots cached"
+        print(f"pytest -m cross wall time ({how}): {wall} s")
 
     print(json.dumps({"bench": "cross", "core_stripped_bytes": sizes,
                       "extension_stripped_bytes": ext,

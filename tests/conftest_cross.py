@@ -152,9 +152,3 @@ def cross_stage(arch: str) -> ForeignPython:
     sysroot = Path(info["sysroot"])
     _built[arch] = ForeignPython(arch, qemu, sysroot, stage)
     return _built[arch]
-
-
-@pytest.fixture(params=sorted(ARCHES), scope="session")
-def foreign(request) -> ForeignPython:
-    return cross_stage(request.param)
-

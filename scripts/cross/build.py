@@ -231,7 +231,8 @@ def stage(arch: Arch, sysroot: Path, out: Path, opt: str) -> Path:
             n = 0
             for f in dist.files or []:
                 parts = Path(f).parts
-                if parts[0].endswith(".dist-info") or parts[0] in ("..", "bin") or f.suffix == ".pyc":
+                if (parts[0].endswith(".dist-info") or parts[0] in ("..", "bin")
+                        or f.suffix == ".pyc"):
                     continue
                 dst = tmp / f
                 dst.parent.mkdir(parents=True, exist_ok=True)

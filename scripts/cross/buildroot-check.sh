@@ -17,7 +17,7 @@ mkdir -p "$OUT"; OUT=$(cd "$OUT" && pwd)
 say() { printf '[buildroot-check] %s\n' "$*" >&2; }
 
 say "check-package"
-(cd "$BR" && "${PYTHON:-python3}" ./utils/check-package -b $(find "$EXT" -type f))
+find "$EXT" -type f -print0 | (cd "$BR" && xargs -0 "${PYTHON:-python3}" ./utils/check-package -b)
 
 say "defconfig through Buildroot's Kconfig"
 make -s -C "$BR" O="$OUT" BR2_EXTERNAL="$EXT" sa_m1_libarms_defconfig

@@ -26,15 +26,19 @@ import logging
 import os
 import platform
 import sys
+import threading
 import time
 
 T0 = time.monotonic()
+_out = threading.Lock()   # callbacks may run on the agent's worker threads
 
 
 def emit(event: str, **fields) -> None:
     fields.update(event=event, t=round(time.monotonic() - T0, 4))
-    sys.stdout.write(json.dumps(fields, sort_keys=True) + "\n")
-    sys.stdout.flush()
+    line = json.dumps(fields, sort_keys=True) + "\n"
+    with _out:
+        sys.stdout.write(line)
+        sys.stdout.flush()
 
 
 def main(argv: list[str]) -> int:
@@ -58,9 +62,6 @@ def main(argv: list[str]) -> int:
          python=platform.python_version(), libarms=libarms.__version__, pid=os.getpid())
 
     class DeviceCallbacks(Callbacks):
-        def __init__(self):
-            self.configs: dict[int, bytearray] = {}
-
         def state(self, old, new):
             emit("state", old=State(old).name, new=State(new).name)
 
@@ -75,6 +76,7 @@ def main(argv: list[str]) -> int:
 
         def hb_store_statistics(self, hb):
             hb.set_cpu_usage(0, int(conf.get("cpu_usage", 42)))
+            hb.set_mem_usage(0, 1 << 20, 3 << 33)   # > 32 bits: 64-bit fields on a 32-bit CPU
             emit("heartbeat_stats")
 
     agent = Agent(conf["distribution_id"], DeviceCallbacks(), **conf.get("agent_options", {}))

@@ -41,7 +41,8 @@ ifeq ($(BR2_PACKAGE_PYTHON_LIBARMS_TESTSERVER),)
 define PYTHON_LIBARMS_REMOVE_TESTSERVER
 	rm -rf $(PYTHON_LIBARMS_SITE_PACKAGES)/libarms/testserver
 	rm -f $(PYTHON_LIBARMS_SITE_PACKAGES)/libarms/demo.py \
-		$(PYTHON_LIBARMS_SITE_PACKAGES)/libarms/demo.pyc
+		$(PYTHON_LIBARMS_SITE_PACKAGES)/libarms/demo.pyc \
+		$(PYTHON_LIBARMS_SITE_PACKAGES)/libarms/__pycache__/demo.*
 	rm -f $(TARGET_DIR)/usr/bin/arms-testserver $(TARGET_DIR)/usr/bin/arms-demo
 endef
 PYTHON_LIBARMS_POST_INSTALL_TARGET_HOOKS += PYTHON_LIBARMS_REMOVE_TESTSERVER
