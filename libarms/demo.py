@@ -155,7 +155,10 @@ class Demo:
             return False
         meter = MeterConfig()
         link = os.path.join(self.dir, "wisun0")
-        self.sim = Simulator("bp35a1", path=link, meter=meter, time_scale=0.0).start()
+        try:
+            self.sim = Simulator("bp35a1", path=link, meter=meter, time_scale=0.0).start()
+        except Exception as e:
+            raise DemoError(f"the Wi-SUN module simulator could not start: {e}") from None
         bdir = os.path.join(self.dir, "bridge")
         os.makedirs(bdir, exist_ok=True)
         self.bridge_conf = os.path.join(bdir, "broute-bridge.conf")
