@@ -155,7 +155,10 @@ class Demo:
             return False
         meter = MeterConfig()
         link = os.path.join(self.dir, "wisun0")
-        self.sim = Simulator("bp35a1", path=link, meter=meter, time_scale=0.0).start()
+        try:
+            self.sim = Simulator("bp35a1", path=link, meter=meter, time_scale=0.0).start()
+        except Exception as e:
+            raise DemoError(f"the Wi-SUN module simulator could not start: {e}") from None
         bdir = os.path.join(self.dir, "bridge")
         os.makedirs(bdir, exist_ok=True)
         self.bridge_conf = os.path.join(bdir, "broute-bridge.conf")
@@ -347,6 +350,18 @@ def _event_text(line: str):
     return None
 
 
+def _meter_text(doc: dict) -> str:
+    """The meter answer in words (the raw JSON is printed above it)."""
+    try:
+        data = json.loads(doc["results"][0]["data"])
+        power = data["E7"]["value"]
+        cur = data["E8"]["value"]
+        return (f"smart meter: instantaneous power {power} W, current R {cur['r']} A, "
+                f"T {cur['t']} A")
+    except (KeyError, IndexError, TypeError, ValueError):
+        return "smart meter: (answer not understood)"
+
+
 def _metrics_text(m: dict) -> str:
     parts = []
     cpu = m.get("cpu_usage/0")
@@ -392,7 +407,8 @@ def main(argv=None) -> int:
         demo.show_heartbeats(2)
         demo.push("md-command", module=1001, command="show status")
         if meter:
-            demo.push("md-command", module=1, command="meter get E7 E8")
+            doc = demo.push("md-command", module=1, command="meter get E7 E8")
+            say(_meter_text(doc))
         if args.once:
             say("all steps done")
         else:

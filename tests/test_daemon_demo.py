@@ -29,6 +29,7 @@ def test_demo_once_runs_every_step_and_exits_0():
     except ImportError:
         return
     assert '"E7": {"name": "power_w"' in out     # the simulated meter was read
+    assert "smart meter: instantaneous power" in out
 
 
 def test_demo_stops_everything_cleanly_on_ctrl_c():

@@ -115,3 +115,14 @@ def test_hook_environment_has_the_key_and_extra_variables(hooks):
     path = hooks.make("h", f'echo "$ARMSD_HOOK $ARMSD_WORK_DIR" > "{out}"')
     HookRunner(DISTID, extra_env={"ARMSD_WORK_DIR": "/var/lib/armsd"}).run("script-stop", path)
     assert open(out).read() == "script-stop /var/lib/armsd\n"
+
+
+def test_kernels_without_pidfd_fall_back_to_polling(hooks, monkeypatch):
+    # Gateway kernels older than 5.3 have no pidfd_open: the runner polls the exit instead.
+    def no_pidfd(pid):
+        raise OSError(38, "Function not implemented")
+    monkeypatch.setattr(os, "pidfd_open", no_pidfd)
+    r = HookRunner(DISTID, timeout=0.5, kill_grace=0.5)
+    ok = r.run("script-x", hooks.make("a", "echo out; exit 129"), capture_stdout=True)
+    assert (ok.returncode, ok.stdout) == (129, b"out\n")
+    assert r.run("script-x", hooks.make("b", "sleep 30")).status == "timeout"

@@ -356,3 +356,23 @@ def test_dash_w_returns_once_provisioned_and_the_daemon_keeps_serving(conf, serv
     log = logfile.read_text()
     assert f"running detached as pid {pid}" in log and "stopped by SIGTERM" in log
     assert not pidfile.exists()
+
+
+def test_app_event_hook_runs_every_interval_and_a_failure_redoes_the_confirmation(
+        conf, server, hooks, tmp_path):
+    flag = tmp_path / "fail-once"
+    flag.touch()
+    body = f'[ -e "{flag}" ] && {{ rm -f "{flag}"; exit 1; }}; exit 0'
+    d = Armsd(conf(script_app_event=hooks.make("event", body), app_event_interval="0.5"))
+    try:
+        d.wait_for("-> PUSH_WAIT", 60)
+        mark = d.mark()
+        # the first run fails ("line status changed"): the tunnel confirms again
+        d.wait_for("redoing the push confirmation", 60, start=mark)
+        redo = d.mark()
+        d.wait_for("push confirmation done", 60, start=redo)
+        assert server.request("md-command", module=1, command="after")["resultCode"] == 100
+        assert len(hooks.calls("event")) >= 1
+    finally:
+        stop_armsd(d)
+    assert all(c == f" env={DISTID}" for c in hooks.calls("event"))   # no arguments

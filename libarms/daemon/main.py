@@ -255,13 +255,21 @@ class Armsd:
         return agent
 
     def _set_app_event_interval(self) -> None:
-        setter = getattr(self.agent, "set_app_event_interval", None)
-        if setter is None or not self.cfg.script("script-app-event"):
+        """``app-event-interval`` for the push loop: ``Agent.set_app_event_interval`` when the
+        agent has it (libarms ``arms_set_app_event_interval``), else the push context that
+        ``libarms.push.context_of`` hands out after the method query."""
+        if self.agent is None or not self.cfg.script("script-app-event"):
             return
+        seconds = self.cfg.app_event_interval
         try:
-            setter(self.cfg.app_event_interval)
+            setter = getattr(self.agent, "set_app_event_interval", None)
+            if setter is not None:
+                setter(seconds)
+                return
+            from ..push import context_of
+            context_of(self.agent).app_event_interval = float(seconds)
         except Exception as e:
-            log.warning("app-event-interval %s refused: %s", self.cfg.app_event_interval, e)
+            log.warning("app-event-interval %s not applied: %s", seconds, e)
 
     # -- main flow ---------------------------------------------------------------------------
 

@@ -22,6 +22,7 @@ import itertools
 import json
 import logging
 import os
+import threading
 from typing import Optional
 
 from .statefile import atomic_write, fsync_dir, remove_stale_temporaries
@@ -137,7 +138,8 @@ class ModuleStore:
         src = self.path(src_kind, module_id)
         if not os.path.exists(src):
             return False
-        tmp = os.path.join(self._dir(dst_kind), f".{module_id}.tmp.{os.getpid()}")
+        tmp = os.path.join(self._dir(dst_kind),
+                           f".{module_id}.tmp.{os.getpid()}.{threading.get_ident()}")
         self.discard(tmp)
         os.link(src, tmp)
         os.replace(tmp, self.path(dst_kind, module_id))
