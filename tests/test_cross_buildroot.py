@@ -349,9 +349,13 @@ def test_buildroot_core_package_commands_build_and_install_an_arm_static_library
     shutil.copytree(REPO / "csrc", src,
                     ignore=shutil.ignore_patterns("*.o", "*.a", "*.so", "build", "__pycache__"))
     staging = tmp_path / "staging"
-    sysroot = REPO / "build" / "sysroot-armhf"
-    ssl_inc = f"-I{sysroot}/usr/include -I{sysroot}/usr/include/arm-linux-gnueabihf" \
-        if (sysroot / "usr/include/openssl/hmac.h").exists() else ""
+    # OpenSSL's ARM headers, as Buildroot's staging would have them: from the armhf sysroot
+    # (built once and cached by scripts/sysroot.sh, shared with the other cross tests).
+    r = subprocess.run(["bash", str(REPO / "scripts" / "sysroot.sh"), "armhf"],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    sysroot = Path(r.stdout.strip().splitlines()[-1])
+    ssl_inc = f"-I{sysroot}/usr/include -I{sysroot}/usr/include/arm-linux-gnueabihf"
     subst = {
         "$(TARGET_MAKE_ENV)": "",
         "$(MAKE)": "make",
