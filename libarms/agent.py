@@ -125,6 +125,8 @@ class Agent:
         self.time_floor_path = time_floor_path
         self._deadline = float("inf")
         self._wake = threading.Event()
+        self._in_run = False
+        self._stop_pending = False
         self._last_error = ""
         self.ctx.time_floor = BUILD_TIME
         if time_floor_path and os.path.exists(time_floor_path):
@@ -418,6 +420,7 @@ class Agent:
             raise ArmsError(Err.EINVAL, "register_cert() the ARMS root CA before pull()")
         self._deadline = time.monotonic() + timeout
         self._wake.clear()
+        self._stop_pending = False
         c.fragment = fragment
         c.lines = self._expand_lines(lines if lines is not None else [Line(LineType.DHCP, 0)])
         c.heartbeat, c.push_addresses, c.rs_pull_urls, c.tunnel_urls = [], [], [], []
@@ -775,23 +778,40 @@ class Agent:
 
     def run(self, port=0, fragment=0):
         from .push import event_loop
-        return event_loop(self, port, fragment)
+        self._in_run = True                 # set before reading _stop_pending (see stop())
+        try:
+            if self._stop_pending:
+                return Err.EPULL            # stop() came first: no loop at all
+            return event_loop(self, port, fragment)
+        finally:
+            self._in_run = False
+            self._stop_pending = False
 
     def stop(self) -> bool:
-        """Thread-safe: make a running ``pull()`` end at its next wait (ETIMEOUT) and a running
-        ``run()`` end with EPULL. True when an event loop was asked to stop."""
+        """Thread-safe: end a running ``run()`` with EPULL, or make a running ``pull()`` end at
+        its next wait (ETIMEOUT), or, when neither runs yet, make the next ``run()`` return EPULL
+        at once. True when a push loop was asked to stop."""
+        self._stop_pending = True           # set before reading _in_run (see run())
         self._wake.set()
         try:
             from .push import stop_event_loop
-            return bool(stop_event_loop(self))
-        except Exception as e:     # no push module, or no loop running
-            log.debug("stop: no push loop to stop (%s)", e)
+        except ImportError:
             return False
+        deadline = time.monotonic() + 10.0
+        for _ in range(10_000):             # bounded: count and time
+            if stop_event_loop(self):
+                return True
+            if not self._in_run or time.monotonic() >= deadline:
+                return False
+            # run() has begun but its loop has not registered itself yet: it does so at once
+            threading.Event().wait(0.005)
+        return False
 
     def end(self) -> None:
         """``arms_end``: tell the application every known module is removed, forget them.
         The state value is kept (as libarms). Called from another thread while ``pull()``
-        waits (retry interval, line polling), it makes that pull end with ETIMEOUT."""
+        waits (retry interval, line polling), it makes that pull end with ETIMEOUT (so does
+        :meth:`stop`, which also ends a running push loop)."""
         c = self.ctx
         for m in c.modules:
             try:

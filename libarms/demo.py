@@ -100,6 +100,7 @@ class Demo:
         self.verbose = verbose
         self.server = None
         self.rx = None
+        self.dashboard = None
         self.rest_url = ""
         self.armsd: subprocess.Popen | None = None
         self.armsd_lines: list = []
@@ -118,14 +119,19 @@ class Demo:
             raise DemoError(f"the test server is incomplete in this checkout ({e})") from None
         sd = os.path.join(self.dir, "server")
         self.server = TestServer(sd).start()
-        self.server.add_component(PushService(sd, token=DEMO_TOKEN, methods=("https-tunnel",),
-                                              echo_interval=30, push_timeout=60))
+        push = PushService(sd, token=DEMO_TOKEN, methods=("https-tunnel",), echo_interval=30,
+                           push_timeout=60)
+        self.server.add_component(push)
         self.rx = HeartbeatReceiver()
         self.server.add_component(self.rx)
+        from .testserver.dashboard import Dashboard
+        self.dashboard = Dashboard(push, heartbeat=self.rx)     # + the readings collector
+        self.server.add_component(self.dashboard)
         with open(os.path.join(sd, "push-service.json")) as f:
             self.rest_url = json.load(f)["rest_url"]
         say(f"test server up: LS {self.server.ls_url}  RS {self.server.rs_url}")
         say(f"                REST API {self.rest_url}  heartbeat udp/{self.rx.port}")
+        say(f"                dashboard {self.dashboard.url}#token={DEMO_TOKEN}")
 
     def register_device(self) -> None:
         self.server.add_device(
@@ -160,7 +166,8 @@ class Demo:
                     f"password = {meter.password}\nretry_gap = 0.5\nmin_request_gap = 0.5\n"
                     "instance_list_wait = 0.5\nbackoff = 1 2 5\n\n"
                     f"[bridge]\nstate_dir = {bdir}\ncontrol_socket = {ctl}\n"
-                    "device_id = demo-meter\n\n[poll]\ninterval = 30\nenergy_interval = 300\n")
+                    "device_id = demo-meter\n\n[poll]\ninterval = 30\nenergy_interval = 300\n"
+                    f"\n[upload]\nurl = {self.dashboard.collector_url}\ntoken = {DEMO_TOKEN}\n")
         os.chmod(self.bridge_conf, 0o600)
         self.bridge = subprocess.Popen([sys.executable, "-c", BRIDGE_MAIN, "-c",
                                         self.bridge_conf], preexec_fn=_die_with_parent,
@@ -359,7 +366,13 @@ def _metrics_text(m: dict) -> str:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="arms-demo", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(
+        prog="arms-demo",
+        description="The whole ARMS system on this machine in one command: test server (LS, "
+                    "RS, push proxy, REST API, heartbeat receiver), armsd with demo hooks, "
+                    "two-stage provisioning, https-tunnel, heartbeats, an md-command from the "
+                    "REST API, and a simulated smart meter read when the B-route bridge is "
+                    "installed.")
     p.add_argument("--once", action="store_true",
                    help="run through every step and exit 0 (non-zero if a step fails)")
     p.add_argument("--state-dir", help="keep everything here (default: a temp dir, removed)")
@@ -380,7 +393,6 @@ def main(argv=None) -> int:
         demo.push("md-command", module=1001, command="show status")
         if meter:
             demo.push("md-command", module=1, command="meter get E7 E8")
-        demo.show_heartbeats(1)
         if args.once:
             say("all steps done")
         else:

@@ -7,12 +7,12 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import secrets
 import select
 import subprocess
 import sys
 import threading
 import time
-import secrets
 
 import pytest
 import requests

@@ -237,3 +237,32 @@ def test_without_heartbeat_hook_the_linux_collector_reports_memory(tmp_path):
 
 def test_text_mode_keeps_tabs_and_newlines():
     assert as_text(b"a\tb\r\nc\x7f") == "a\tb\r\nc@"
+
+
+def test_commit_applies_only_the_candidates_of_this_configure(tmp_path, hooks):
+    cb = _with_running(tmp_path, hooks, "exit 0")
+    cb.config(0, "", "", ConfigAction.PUSH_EXEC_STORED_CONFIG, b"", BOTH)
+    # a candidate file nobody stored in this push (left over) is not committed
+    cb.store.install(cb.store.new_tmp(b"stale"), "candidate", 5)
+    cb.config(0, "", "", ConfigAction.PUSH_EXEC_STORED_CONFIG, b"", BOTH)
+    assert len(hooks.calls("reconfig")) == 1 and cb.store.read("running", 5) == b"new"
+
+
+def test_rollback_of_a_module_added_by_the_push_stops_and_removes_it(tmp_path, hooks):
+    cb = make(tmp_path, {"script-reconfig": hooks.make("reconfig", "exit 1"),
+                         "script-stop": hooks.make("stop")})
+    cb.config(9, "1", "new", ConfigAction.PUSH_STORE_CONFIG, b"fresh", BOTH)
+    with pytest.raises(HookError):
+        cb.config(0, "", "", ConfigAction.PUSH_EXEC_STORED_CONFIG, b"", BOTH)
+    cb.config(0, "", "", ConfigAction.PUSH_REVERT_CONFIG, b"", BOTH)
+    assert hooks.calls("stop") == [f"[9] env={DISTID}"]
+    assert not cb.store.exists("running", 9) and 9 not in cb.store.module_ids()
+
+
+def test_a_candidate_left_by_a_killed_armsd_is_dropped_on_start(tmp_path):
+    st = ModuleStore(str(tmp_path / "w"))
+    st.prepare()
+    st.install(st.new_tmp(b"half-pushed"), "candidate", 3)
+    again = ModuleStore(str(tmp_path / "w"))
+    again.prepare()
+    assert not again.exists("candidate", 3)

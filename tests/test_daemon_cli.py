@@ -105,3 +105,25 @@ def test_unusable_work_directory_exits_1_with_its_path(tmp_path):
     r = run(["-f", str(conf)])
     assert r.returncode == 1
     assert "plainfile/work" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_check_reports_missing_and_non_executable_hooks(tmp_path):
+    ca = tmp_path / "ca.pem"
+    ca.write_text("x")
+    good = tmp_path / "good"
+    good.write_text("#!/bin/sh\n")
+    good.chmod(0o755)
+    plain = tmp_path / "plain"
+    plain.write_text("#!/bin/sh\n")
+    conf = tmp_path / "armsd.conf"
+    conf.write_text(f"distribution-id: {DISTID}\npath-root-ca: ca.pem\nscript-stop: good\n")
+    r = run(["-f", str(conf), "--check"])
+    assert r.returncode == 0 and "fine (1 hook(s)" in r.stdout, r.stdout
+    conf.write_text(f"distribution-id: {DISTID}\nscript-stop: good\nscript-start: plain\n"
+                    "script-status: missing\nscrpit-reboot: x\n")
+    r = run(["-f", str(conf), "-t"])
+    assert r.returncode == 1
+    assert "path-root-ca is not set" in r.stdout
+    assert f"script-start {plain}: not executable" in r.stdout
+    assert f"script-status {tmp_path / 'missing'}: no such file" in r.stdout
+    assert "unknown key 'scrpit-reboot'" in r.stdout

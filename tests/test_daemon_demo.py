@@ -37,7 +37,7 @@ def test_demo_stops_everything_cleanly_on_ctrl_c():
     try:
         for line in p.stdout:
             seen.append(line)
-            if "Ctrl-C stops everything" in line:
+            if "-> PUSH_WAIT" in line:       # everything is up: tunnel, heartbeats, bridge
                 p.send_signal(signal.SIGINT)
                 break
         rest, _ = p.communicate(timeout=120)

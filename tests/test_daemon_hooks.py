@@ -108,3 +108,10 @@ def _wait_gone(pid, limit=10.0):
         assert ready, f"process {pid} still alive after {limit} s"
     finally:
         os.close(fd)
+
+
+def test_hook_environment_has_the_key_and_extra_variables(hooks):
+    out = os.path.join(hooks.dir, "env")
+    path = hooks.make("h", f'echo "$ARMSD_HOOK $ARMSD_WORK_DIR" > "{out}"')
+    HookRunner(DISTID, extra_env={"ARMSD_WORK_DIR": "/var/lib/armsd"}).run("script-stop", path)
+    assert open(out).read() == "script-stop /var/lib/armsd\n"

@@ -74,28 +74,7 @@ def test_armsd_provisions_from_ls_then_rs_and_applies_every_module(conf, hooks, 
     assert LS_KEY not in "\n".join(d.lines)
 
 
-def test_restart_restores_the_state_and_skips_the_ls(conf, hooks, server):
-    first = Armsd(conf)
-    try:
-        first.wait_for("state saved", 60)
-    finally:
-        first.signal(signal.SIGTERM)
-        first.wait(60)
-        first.stop()
-    ls_requests = len(server.db.requests(DISTID, "rs-solicitation"))
-    second = Armsd(conf)
-    try:
-        second.wait_for("state restored", 30)
-        second.wait_for("pull done", 60)
-    finally:
-        second.signal(signal.SIGTERM)
-        second.wait(60)
-        second.stop()
-    assert len(server.db.requests(DISTID, "rs-solicitation")) == ls_requests
-    assert "[RSPULL][PULLDONE]" in "\n".join(hooks.calls("state"))
-
-
-def test_sigkill_while_a_new_config_is_applied_leaves_the_old_one_then_restart_applies_new(
+def test_restart_skips_the_ls_and_sigkill_while_applying_a_new_config_leaves_the_old_one(
         conf, hooks, server, tmp_path):
     running = tmp_path / "work" / "running-config" / "1001"
     first = Armsd(conf)
@@ -106,6 +85,7 @@ def test_sigkill_while_a_new_config_is_applied_leaves_the_old_one_then_restart_a
         first.wait(60)
         first.stop()
     old = running.read_bytes()
+    ls_requests = len(server.db.requests(DISTID, "rs-solicitation"))
     new_config = "hostname fake-sa-v2\n" + "x" * 200_000 + "\n"
     server.db.set_service(DISTID, modules=[dict(MODULES[0], version="2.0.0", config=new_config),
                                            MODULES[1]])
@@ -115,6 +95,7 @@ def test_sigkill_while_a_new_config_is_applied_leaves_the_old_one_then_restart_a
                         f'[ $i -lt 400 ]; do sleep 0.05; i=$((i+1)); done; }}; exit 0')
     second = Armsd(conf, "-v")
     try:
+        second.wait_for("state restored", 60)           # LS-skip state from the first run
         second.wait_for("hook script-start: run", 60)
         second.signal(signal.SIGKILL)
         assert second.wait(30) == -signal.SIGKILL
@@ -131,6 +112,8 @@ def test_sigkill_while_a_new_config_is_applied_leaves_the_old_one_then_restart_a
         third.stop()
     assert running.read_text() == new_config          # new, complete
     assert not os.listdir(tmp_path / "work" / "tmp")
+    assert "Skip LS access" in "\n".join(third.lines)
+    assert len(server.db.requests(DISTID, "rs-solicitation")) == ls_requests   # no LS again
 
 
 def test_line_passwords_reach_the_line_hook_but_never_the_log(conf, hooks, server):
@@ -147,3 +130,47 @@ def test_line_passwords_reach_the_line_hook_but_never_the_log(conf, hooks, serve
     log = "\n".join(d.lines)
     assert "hook script-line-ctrl: run" in log and "u@isp ***" in log
     assert "rs-line-secret" not in log and LS_KEY not in log
+
+
+@pytest.mark.parametrize("result, exit_code, reboot_hook", [(501, 3, False), (503, 4, True)])
+def test_ls_stop_results_leave_with_their_exit_codes(conf, hooks, server, result, exit_code,
+                                                     reboot_hook):
+    server.set_override("/arms.cgi", result=result)
+    d = Armsd(conf)
+    try:
+        assert d.wait(60) == exit_code
+    finally:
+        d.stop()
+    assert bool(hooks.calls("reboot")) == reboot_hook
+    assert hooks.calls("start") == []
+
+
+def test_per_phase_proxies_ls_through_the_proxy_and_rs_direct(conf, server):
+    from conftest_pull import ConnectProxy
+    proxy = ConnectProxy()
+    try:
+        with open(conf, "a") as f:
+            f.write(f"https-proxy-url-ls: {proxy.url}\nhttps-proxy-url-rs:\n")
+        d = Armsd(conf)
+        try:
+            d.wait_for("pull done", 60)
+        finally:
+            d.signal(signal.SIGTERM)
+            d.wait(60)
+            d.stop()
+    finally:
+        proxy.close()
+    ls = f"127.0.0.1:{server.ls_port}"
+    assert [r.split(b"\r\n")[0] for r in proxy.requests] == \
+        [f"CONNECT {ls} HTTP/1.1".encode()], "\n".join(d.lines)
+
+
+def test_a_proxy_url_the_agent_cannot_use_is_refused_at_start(conf):
+    with open(conf, "a") as f:
+        f.write("https-proxy-url-rs: http://proxy.example:8080/\n")
+    d = Armsd(conf)
+    try:
+        assert d.wait(60) == 1
+    finally:
+        d.stop()
+    assert "https-proxy-url-rs" in "\n".join(d.lines)

@@ -127,83 +127,6 @@ def test_push_wait_over_a_tunnel_with_heartbeats_and_sigterm_stops_cleanly(conf,
     assert not {m for m in imported if m.split(".")[0] in ("requests", "cryptography")}
 
 
-def test_rest_pushes_are_answered_by_the_hooks_and_a_hanging_hook_times_out(conf, server,
-                                                                            hooks, tmp_path):
-    d = Armsd(conf())
-    try:
-        d.wait_for("-> PUSH_WAIT", 60)
-        ok = server.request("md-command", module=1, command="show version")
-        assert ok["resultCode"] == 100
-        assert ok["results"][0]["data"] == "ran show version on 1\n"
-        (call,) = hooks.calls("cmd")
-        assert call.startswith(f"[1][{tmp_path / 'work' / 'tmp'}")
-        bad = server.request("md-command", module=1, command="fail")
-        assert bad["results"][0]["result"] == 102                 # Command Execute Error
-        assert bad["results"][0]["data"] == "it failed\n"
-        hung = server.request("md-command", module=1, command="hang")
-        assert hung["resultCode"] == 402                          # hook killed: an error
-        d.wait_for("hook script-command: timed out", 30)
-        again = server.request("md-command", module=1, command="ping")
-        assert again["resultCode"] == 100                         # armsd still serves
-        st = server.request("read-status", modules=[1])
-        assert st["results"][0]["data"] == "status of 1"
-        storage = server.request("read-storage", storage="running")
-        assert storage["results"][0]["data"] == OLD
-        assert d.proc.poll() is None
-    finally:
-        stop_armsd(d)
-
-
-def test_sighup_in_push_wait_switches_to_the_reloaded_hooks(conf, server, hooks):
-    path = conf()
-    d = Armsd(path)
-    try:
-        d.wait_for("-> PUSH_WAIT", 60)
-        assert server.request("md-command", module=1, command="a")["results"][0]["data"] \
-            == "ran a on 1\n"
-        conf(script_command=hooks.make("cmd2", 'echo "v2 $(cat "$2")" > "$3"'))
-        mark = d.mark()
-        d.signal(signal.SIGHUP)
-        d.wait_for("configuration reloaded", 30, start=mark)
-        assert server.request("md-command", module=1, command="b")["results"][0]["data"] \
-            == "v2 b\n"
-    finally:
-        stop_armsd(d)
-
-
-def test_configure_push_commits_through_the_reconfig_hook(conf, server, hooks, tmp_path):
-    d = Armsd(conf())
-    work = tmp_path / "work"
-    try:
-        d.wait_for("-> PUSH_WAIT", 60)
-        new = "hostname v2\n"
-        res = server.request("configure", modules=[{"id": 1, "version": "2", "info": "one-v2"}],
-                             configs=[{"id": 1, "data": new}])
-        assert res["status"] == "done" and res["resultCode"] == 100, res
-        (call,) = hooks.calls("reconfig")
-        assert call == f"[1][2][one-v2][{work / 'candidate-config' / '1'}] env={DISTID}"
-        assert (work / "running-config" / "1").read_text() == new
-        assert (work / "backup-config" / "1").read_text() == OLD
-        storage = server.request("read-storage", storage="backup")
-        assert storage["results"][0]["data"] == OLD
-    finally:
-        stop_armsd(d)
-
-
-def test_failed_reconfig_rolls_back_to_the_old_config(conf, server, hooks, tmp_path):
-    d = Armsd(conf(script_reconfig=hooks.make("reconfig", '[ "$2" = 2 ] && exit 1; exit 0')))
-    try:
-        d.wait_for("-> PUSH_WAIT", 60)
-        res = server.request("configure", modules=[{"id": 1, "version": "2", "info": "x"}],
-                             configs=[{"id": 1, "data": "broken\n"}])
-        assert res["resultCode"] == 414, res                  # SA Rollbacked
-        assert (tmp_path / "work" / "running-config" / "1").read_text() == OLD
-        assert hooks.calls("reconfig")[-1].startswith("[1][1][one][")
-        assert d.proc.poll() is None
-    finally:
-        stop_armsd(d)
-
-
 def test_sigkill_during_a_configure_apply_then_restart_keeps_a_whole_config(conf, server,
                                                                             hooks, tmp_path):
     release = tmp_path / "release"
@@ -271,46 +194,6 @@ def test_exit_on_pull_leaves_with_exit_6(conf, server):
         d.stop()
 
 
-def test_ping_traceroute_dump_debug_clear_status_and_heartbeat_hooks(conf, server, hooks):
-    d = Armsd(conf(
-        script_ping=hooks.make("ping", 'echo "$2 packets transmitted, 1 received, 66% loss"'),
-        script_traceroute=hooks.make("trace", "echo ' 1 192.0.2.1 0.1 ms'; "
-                                              "echo ' 2 198.51.100.7 0.2 ms'"),
-        script_debug=hooks.make("debug", 'echo "debug from hook" > "$2"'),
-        script_heartbeat=hooks.make("hb", "echo 'cpu_usage 0 42'; echo 'mem_usage 0 1000 2000'"),
-        script_clear=hooks.make("clear", 'printf "cleared %s: %s" "$1" "$(cat "$2")" > "$3"'),
-        script_status=""))                   # no status hook: the server gets 505
-    try:
-        d.wait_for("-> PUSH_WAIT", 60)
-        ping = server.request("ping", address="127.0.0.1", count=3, size=56)
-        assert ping["status"] == "done" and ping["resultCode"] == 100, ping
-        assert (ping["success"], ping["failure"]) == (1, 2)
-        assert hooks.calls("ping") == [f"[127.0.0.1][3][56] env={DISTID}"]
-        trace = server.request("traceroute", address="127.0.0.1", count=2, maxhop=5)
-        assert trace["resultCode"] == 100, trace
-        assert trace["hops"] == [{"hop": 1, "address": "192.0.2.1"},
-                                 {"hop": 2, "address": "198.51.100.7"}]
-        assert hooks.calls("trace") == [f"[127.0.0.1][2][5] env={DISTID}"]
-        dump = server.request("dump-debug")
-        assert dump["resultCode"] == 100, dump
-        assert hooks.calls("debug")[0].startswith("[0][")
-        assert "debug from hook" in json.dumps(dump)
-        clear = server.request("clear-status", modules=[1], parameter="counters")
-        assert clear["resultCode"] == 100, clear
-        assert hooks.calls("clear")[0].startswith("[1][")
-        assert "cleared 1: counters" in json.dumps(clear)
-        # script-heartbeat replaces the built-in collector
-        have = server.rx.counters.get("accepted", 0)
-        assert server.rx.wait_for(DISTID, count=have + 1, timeout=30)
-        m = server.rx.latest_metrics(DISTID)
-        assert m["cpu_usage/0"]["utilization"] == 42 and m["mem_usage/0"]["used"] == 1000
-        assert "disk_usage/0" not in m
-        status = server.request("read-status", modules=[1])
-        assert 505 in [status["resultCode"]] + [r["result"] for r in status["results"]], status
-    finally:
-        stop_armsd(d)
-
-
 def test_https_simple_mode_listens_on_the_configured_push_port(tmp_path, hooks):
     server = Server(str(tmp_path / "server"), methods=("https-simple",))
     try:
@@ -332,3 +215,144 @@ def test_https_simple_mode_listens_on_the_configured_push_port(tmp_path, hooks):
             stop_armsd(d)
     finally:
         server.stop()
+
+
+def test_sigterm_while_a_command_hook_runs_waits_for_it_to_finish(conf, server, hooks, tmp_path):
+    release, done = tmp_path / "release", tmp_path / "done"
+    body = (f'i=0; while [ ! -e "{release}" ] && [ $i -lt 400 ]; do sleep 0.05; i=$((i+1)); '
+            f'done; touch "{done}"; echo finished > "$3"')
+    d = Armsd(conf(script_command=hooks.make("slow", body), timeout=30), "-v")
+    try:
+        d.wait_for("-> PUSH_WAIT", 60)
+        h = {"Authorization": f"Bearer {TOKEN}"}
+        r = requests.post(f"{server.rest}/user/tests/request/md-command", headers=h, timeout=10,
+                          json={"code": DISTID, "module": 1, "command": "x"})
+        assert r.status_code == 201
+        d.wait_for("hook script-command: run", 60)
+        d.signal(signal.SIGTERM)
+        d.wait_for("waiting for the running hook to finish", 30)
+        assert d.proc.poll() is None and not done.exists()     # armsd waits for the hook
+        release.touch()
+        assert d.wait(60) == 0
+    finally:
+        release.touch()
+        d.stop()
+    assert done.exists()                                       # the hook ran to its end
+
+
+def test_hooks_answer_rest_pushes_a_hanging_one_times_out_and_sighup_switches_hooks(
+        conf, server, hooks, tmp_path):
+    path = conf()
+    d = Armsd(path)
+    try:
+        d.wait_for("-> PUSH_WAIT", 60)
+        ok = server.request("md-command", module=1, command="show version")
+        assert ok["resultCode"] == 100
+        assert ok["results"][0]["data"] == "ran show version on 1\n"
+        (call,) = hooks.calls("cmd")
+        assert call.startswith(f"[1][{tmp_path / 'work' / 'tmp'}")
+        bad = server.request("md-command", module=1, command="fail")
+        assert bad["results"][0]["result"] == 102                 # Command Execute Error
+        assert bad["results"][0]["data"] == "it failed\n"
+        hung = server.request("md-command", module=1, command="hang")
+        assert hung["resultCode"] == 402                          # hook killed: an error
+        d.wait_for("hook script-command: timed out", 30)
+        again = server.request("md-command", module=1, command="ping")
+        assert again["resultCode"] == 100                         # armsd still serves
+        st = server.request("read-status", modules=[1])
+        assert st["results"][0]["data"] == "status of 1"
+        storage = server.request("read-storage", storage="running")
+        assert storage["results"][0]["data"] == OLD
+
+        # SIGHUP: new command hook, no status hook (-> 505), and the other hooks
+        conf(script_command=hooks.make("cmd2", 'echo "v2 $(cat "$2")" > "$3"'),
+             script_status="",
+             script_ping=hooks.make("ping", 'echo "$2 packets transmitted, 1 received"'),
+             script_traceroute=hooks.make("trace", "echo ' 1 192.0.2.1 0.1 ms'; "
+                                                   "echo ' 2 198.51.100.7 0.2 ms'"),
+             script_debug=hooks.make("debug", 'echo "debug from hook" > "$2"'),
+             script_heartbeat=hooks.make("hb", "echo 'cpu_usage 0 42'; "
+                                               "echo 'mem_usage 0 1000 2000'"),
+             script_clear=hooks.make("clear", 'printf "cleared %s: %s" "$1" "$(cat "$2")" '
+                                              '> "$3"'))
+        mark = d.mark()
+        d.signal(signal.SIGHUP)
+        d.wait_for("configuration reloaded", 30, start=mark)
+        assert server.request("md-command", module=1, command="b")["results"][0]["data"] \
+            == "v2 b\n"
+        status = server.request("read-status", modules=[1])
+        assert 505 in [status["resultCode"]] + [r["result"] for r in status["results"]], status
+        ping = server.request("ping", address="127.0.0.1", count=3, size=56)
+        assert ping["resultCode"] == 100 and (ping["success"], ping["failure"]) == (1, 2), ping
+        assert hooks.calls("ping") == [f"[127.0.0.1][3][56] env={DISTID}"]
+        trace = server.request("traceroute", address="127.0.0.1", count=2, maxhop=5)
+        assert trace["hops"] == [{"hop": 1, "address": "192.0.2.1"},
+                                 {"hop": 2, "address": "198.51.100.7"}], trace
+        assert hooks.calls("trace") == [f"[127.0.0.1][2][5] env={DISTID}"]
+        dump = server.request("dump-debug")
+        assert dump["resultCode"] == 100 and "debug from hook" in json.dumps(dump), dump
+        assert hooks.calls("debug")[0].startswith("[0][")
+        clear = server.request("clear-status", modules=[1], parameter="counters")
+        assert clear["resultCode"] == 100 and "cleared 1: counters" in json.dumps(clear), clear
+        # script-heartbeat now replaces the built-in collector
+        have = server.rx.counters.get("accepted", 0)
+        assert server.rx.wait_for(DISTID, count=have + 2, timeout=30)
+        m = server.rx.latest_metrics(DISTID)
+        assert m["cpu_usage/0"]["utilization"] == 42 and m["mem_usage/0"]["used"] == 1000
+        assert d.proc.poll() is None
+    finally:
+        stop_armsd(d)
+
+
+def test_configure_rolls_back_a_failed_reconfig_then_commits_a_good_one(conf, server, hooks,
+                                                                        tmp_path):
+    work = tmp_path / "work"
+    d = Armsd(conf(script_reconfig=hooks.make("reconfig", '[ "$2" = 2 ] && exit 1; exit 0')))
+    try:
+        d.wait_for("-> PUSH_WAIT", 60)
+        res = server.request("configure", modules=[{"id": 1, "version": "2", "info": "x"}],
+                             configs=[{"id": 1, "data": "broken\n"}])
+        assert res["resultCode"] == 414, res                  # SA Rollbacked
+        assert (work / "running-config" / "1").read_text() == OLD
+        assert hooks.calls("reconfig")[-1].startswith("[1][1][one][")   # rollback call
+        new = "hostname v3\n"
+        res = server.request("configure", modules=[{"id": 1, "version": "3", "info": "one-v3"}],
+                             configs=[{"id": 1, "data": new}])
+        assert res["status"] == "done" and res["resultCode"] == 100, res
+        assert hooks.calls("reconfig")[-1] == \
+            f"[1][3][one-v3][{work / 'candidate-config' / '1'}] env={DISTID}"
+        assert (work / "running-config" / "1").read_text() == new
+        assert (work / "backup-config" / "1").read_text() == OLD
+        storage = server.request("read-storage", storage="backup")
+        assert storage["results"][0]["data"] == OLD
+        assert d.proc.poll() is None
+    finally:
+        stop_armsd(d)
+
+
+def test_dash_w_returns_once_provisioned_and_the_daemon_keeps_serving(conf, server, tmp_path):
+    import select
+    import subprocess
+    import sys
+    pidfile, logfile = tmp_path / "armsd.pid", tmp_path / "armsd.log"
+    r = subprocess.run([sys.executable, "-m", "libarms.daemon.main", "-f", conf(), "-w",
+                        "--pidfile", str(pidfile), "-l", str(logfile)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "pull done" in logfile.read_text()         # the foreground process pulled
+    pid = int(pidfile.read_text())
+    fd = os.pidfd_open(pid)
+    try:
+        assert os.getsid(pid) != os.getsid(0)
+        have = server.rx.counters.get("accepted", 0)
+        assert server.rx.wait_for(DISTID, count=have + 2, timeout=60)   # detached, in push wait
+        assert server.request("md-command", module=1, command="hi")["resultCode"] == 100
+        os.kill(pid, signal.SIGTERM)
+        assert select.select([fd], [], [], 60)[0], "armsd did not stop"
+    finally:
+        if not select.select([fd], [], [], 0)[0]:
+            os.kill(pid, signal.SIGKILL)
+        os.close(fd)
+    log = logfile.read_text()
+    assert f"running detached as pid {pid}" in log and "stopped by SIGTERM" in log
+    assert not pidfile.exists()

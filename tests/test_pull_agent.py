@@ -570,3 +570,11 @@ def test_agent_survives_garbage_answers_from_ls_and_rs(pull_server):
         a.ctx.forget_rs()                       # every pull starts at the LS
         a.pull()
         assert a.state == State.PULLDONE, i
+
+
+def test_stop_before_run_makes_run_return_epull_at_once_and_a_new_pull_clears_it(pull_server):
+    a = make_agent(pull_server)
+    assert a.stop() is False                    # nothing running
+    assert a.run() == Err.EPULL                 # no loop started at all
+    a.pull()                                    # a new pull clears the pending stop
+    assert a.state == State.PULLDONE and a._stop_pending is False

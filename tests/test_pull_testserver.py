@@ -96,6 +96,13 @@ def _tls10_handshake(port):
 def test_tls_1_0_is_accepted_only_behind_the_legacy_switch(tmp_path, pull_pki, legacy):
     s = new_server(tmp_path / "srv", pull_pki, legacy_tls=legacy).start()
     try:
+        s.add_device(DIST, LS_KEY)                 # our agent (TLS 1.2+) is served either way
+        a = Agent(DIST, **FAST)
+        a.load_config(s.initial_config())
+        a.register_cert(s.ca_pem)
+        a.register_authkey(LS_KEY)
+        a.pull()
+        assert a.state == State.PULLDONE
         if legacy:
             try:
                 assert _tls10_handshake(s.ls_port) == "TLSv1"

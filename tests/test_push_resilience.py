@@ -177,3 +177,43 @@ def test_configure_that_cuts_the_device_off_is_rolled_back_when_confirmation_fai
     n = proxy.confirmations()
     wait_for(lambda: proxy.confirmations() > n, 15, "confirmation with the old config")
     assert proxy.push("md-command", P.md_command_body(1, "x")).result_code == 100
+
+
+def test_garbage_from_a_tunnel_server_drops_only_that_tunnel(make_proxy, make_device, pki):
+    import socket
+    import threading
+    evil = socket.create_server(("127.0.0.1", 0))
+    port = evil.getsockname()[1]
+    seen = []
+
+    def serve():
+        ctx = pki.server_ssl()
+        for _ in range(20):
+            try:
+                c, _ = evil.accept()
+            except OSError:
+                return
+            try:
+                with ctx.wrap_socket(c, server_side=True) as t:
+                    t.settimeout(5)
+                    head = b""
+                    while b"\r\n\r\n" not in head:
+                        head += t.recv(4096)
+                    seen.append(head)
+                    t.sendall(b"HTTP/1.1 200 OK\r\n\r\n")
+                    t.recv(4096)                       # the confirmation start
+                    t.sendall(b"zz;id=1\r\n<arms-message>\r\n")
+            except OSError:
+                pass
+    th = threading.Thread(target=serve, daemon=True)
+    th.start()
+    try:
+        proxy = make_proxy(methods=("https-tunnel",), echo_interval=5)
+        proxy.proxy.extra_tunnel_urls.append(f"https://127.0.0.1:{port}/tunnel")
+        dev = make_device(proxy, rs_retry_max=2).start()
+        proxy.wait_reachable()
+        wait_for(lambda: len(seen) >= 3, 15, "three attempts on the bad tunnel server")
+        assert proxy.push("md-command", P.md_command_body(1, "fine")).result_code == 100
+        assert not dev.done.is_set()
+    finally:
+        evil.close()

@@ -12,6 +12,7 @@ import sys
 import pytest
 import requests
 
+from libarms.callbacks import ConfigAction
 from libarms.testserver.pushservice import INFO_FILE, PushService
 from tests.conftest_push import DIST, RS_KEY, make_device, pki, wait_for  # noqa: F401
 
@@ -130,13 +131,21 @@ def test_server_killed_while_request_pending_reports_error_after_restart(pki, tm
 
 
 def test_cli_request_md_command_prints_the_result(service, make_device):
-    make_device(_Svc(service)).start()
+    dev = make_device(_Svc(service)).start()
     service.call(service.proxy.wait_reachable(DIST, 10), 15)
     out = subprocess.run([sys.executable, "-m", "libarms.testserver.restcli", "request", "md-command",
                           "--device", DIST, "--module", "1", "show status", "--state-dir", service.state_dir],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert "result 100 Success (via tunnel)" in out.stdout and "ran show status on 1" in out.stdout
+    cfg = os.path.join(service.state_dir, "new.cfg")
+    with open(cfg, "wb") as f:
+        f.write(b"hostname from-cli\n")
+    out = subprocess.run([sys.executable, "-m", "libarms.testserver.restcli", "request", "configure",
+                          "--device", DIST, "--config", f"1:2.0={cfg}", "--state-dir", service.state_dir],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and "result 100" in out.stdout, out.stderr
+    assert ("config", 1, ConfigAction.PUSH_STORE_CONFIG, b"hostname from-cli\n", 3) in dev.cb.calls
     out = subprocess.run([sys.executable, "-m", "libarms.testserver.restcli", "request", "reboot",
                           "--device", "0001-0000-0000-0000-0000-0000-0000-0009", "--state-dir", service.state_dir],
                          capture_output=True, text=True, timeout=60)

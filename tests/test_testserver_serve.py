@@ -190,3 +190,56 @@ def test_operator_heartbeat_config_replaces_the_default_and_can_be_reset(served)
     r = served.http.get(served.base + "/user/test/device/0001-0000-0000-0000-0000-0000-0000-0001",
                         timeout=TIMEOUT)
     assert r.status_code == 404
+
+
+@pytest.mark.parametrize("path", ["/server/status", "/user/test/device", "/user/test/request",
+                                  "/user/test/request/md-command"])
+def test_the_collector_token_opens_only_the_collector(served, path):
+    bridge = {"Authorization": f"Bearer {BRIDGE_TOKEN}"}
+    assert requests.get(served.base + path, headers=bridge, timeout=TIMEOUT).status_code == 401
+    r = requests.get(served.base + "/collector/devices", headers=bridge, timeout=TIMEOUT)
+    assert r.status_code == 200 and "devices" in r.json()
+    r = requests.post(served.base + "/user/test/request/md-command", headers=bridge,
+                      json={"code": DIST, "module": 1, "command": "x"}, timeout=TIMEOUT)
+    assert r.status_code == 401
+
+
+def test_dashboard_views_answer_bad_queries_with_a_message(served):
+    for path, status in (("/user/test/request?limit=many", 400),
+                         ("/server/request-log?limit=1.5", 400),
+                         ("/user/test/device/not-a-device", 404)):
+        r = served.http.get(served.base + path, timeout=TIMEOUT)
+        assert r.status_code == status, (path, r.status_code)
+        assert r.json()["error"]
+    r = served.http.post(served.base + "/server/status", timeout=TIMEOUT, data=b"{}")
+    assert r.status_code == 405
+
+
+def test_a_running_bridge_on_a_simulated_meter_uploads_to_the_served_collector(served, tmp_path):
+    """The B-route bridge (real session over a pty to the module/meter simulator) polls the
+    meter and uploads with the collector token; its readings show under the device whose
+    distribution id is the bridge's device_id."""
+    from bridge.demo import DemoMeter
+    meter = DemoMeter(str(tmp_path / "bridge"), collector_url=served.info["collector_url"],
+                      device_id=OTHER.lower(), poll_interval=0.5, energy_interval=0.5)
+    meter.bridge.uploader.token = BRIDGE_TOKEN        # as [upload] token = ... would
+    _cli(served.state, "add-device", OTHER, "--ls-key", "other-key")
+    meter.start()
+    try:
+        dev = served.wait_until("the bridge's instantaneous power in the dashboard", lambda: (
+            lambda d: d if "power_w" in ((d["readings"] or {}).get("latest") or {})
+            else None)(served.device(OTHER)), timeout=30)
+    finally:
+        meter.stop()
+    r = dev["readings"]
+    assert r["meter"] == OTHER.lower()
+    assert isinstance(r["latest"]["power_w"]["value"], int)
+    assert r["latest"]["power_w"]["source"] == "poll"
+
+
+def test_dashboard_command_prints_the_url_to_open_with_the_token_in_its_fragment(served):
+    url = _cli(served.state, "dashboard").strip()
+    assert url == f"{served.info['dashboard_url']}#token={TOKEN}"
+    page = requests.get(url, timeout=TIMEOUT)      # the fragment never reaches the server
+    assert page.status_code == 200 and "sessionStorage" in page.text
+    assert _cli(served.state, "dashboard", "--no-token").strip() == served.info["dashboard_url"]

@@ -150,11 +150,13 @@ class ArmsdCallbacks(Callbacks):
         self.after_hook = None        # called after every hook run (the daemon's stop check)
         self._frags: dict = {}        # (action, id) -> bytearray
         self._committed: list = []    # ids changed by the last PUSH_EXEC_STORED_CONFIG
+        self._added: set = set()      # ... of which had no running config before
         self._pending_meta: dict = {}  # id -> (version, info) of candidates
         self._pulled: set = set()     # ids delivered by the current pull
         self._linux = None
         self._dummy = None
         self._state_hooks: Optional[_StateHookWorker] = None
+        self._hb_runner: Optional[HookRunner] = None
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -194,7 +196,8 @@ class ArmsdCallbacks(Callbacks):
         action = LineAction(action)
         ltype = LineType(line.type)
         word = _LINE_TYPE_WORDS.get(ltype)
-        default = LineStatus.DISCONNECTED if action == LineAction.DISCONNECT else LineStatus.CONNECTED
+        default = (LineStatus.DISCONNECTED if action == LineAction.DISCONNECT
+                   else LineStatus.CONNECTED)
         if ltype == LineType.STATIC or not self.cfg.script("script-line-ctrl"):
             return default
         if word is None:
@@ -270,10 +273,12 @@ class ArmsdCallbacks(Callbacks):
         log.info("module %d: config version %s applied (%d bytes)", module_id, version, len(data))
 
     def _commit(self) -> None:
+        """Apply the candidates stored by this configure, in module-list order."""
         self._committed = []
-        ids = [i for i in self.store.module_ids() + sorted(self._pending_meta)
-               if self.store.exists("candidate", i)]
-        ids = list(dict.fromkeys(ids))
+        self._added = set()
+        order = {m: i for i, m in enumerate(self.store.module_ids())}
+        ids = sorted((m for m in self._pending_meta if self.store.exists("candidate", m)),
+                     key=lambda m: (order.get(m, len(order)), m))
         failed = []
         for mid in ids:
             version, info = self._pending_meta.get(mid, ("", ""))
@@ -284,7 +289,9 @@ class ArmsdCallbacks(Callbacks):
                 raise ModSyncRequired(f"module {mid}")
             # In every other case the candidate becomes running (old running -> backup), so
             # that a rollback can restore what was in force.
-            self.store.copy("running", "backup", mid)
+            if not self.store.copy("running", "backup", mid):
+                self._added.add(mid)          # a new module: a rollback removes it again
+                self.store.discard(self.store.path("backup", mid))
             self.store.install(self.store.path("candidate", mid), "running", mid)
             self._committed.append(mid)
             if res is None or res.ok:
@@ -300,6 +307,12 @@ class ArmsdCallbacks(Callbacks):
         errors = []
         for mid in self._committed or [m for m in self.store.module_ids()
                                        if self.store.exists("backup", m)]:
+            if mid in self._added:
+                # it had no config before this commit: stop it and forget it
+                self.stop_module(mid)
+                self.store.remove(mid)
+                log.info("module %d: rolled back (it did not exist before)", mid)
+                continue
             if not self.store.copy("backup", "running", mid):
                 errors.append(f"module {mid}: no backup config")
                 continue
@@ -310,6 +323,7 @@ class ArmsdCallbacks(Callbacks):
             log.info("module %d: rolled back to the backup config%s", mid,
                      "" if res is None else f" (script-reconfig {res.describe()})")
         self._committed = []
+        self._added = set()
         if errors:
             raise HookError("; ".join(errors))
 
@@ -351,8 +365,13 @@ class ArmsdCallbacks(Callbacks):
     def _state_worker(self) -> "_StateHookWorker":
         if self._state_hooks is None:
             self._state_hooks = _StateHookWorker(
-                HookRunner(self.runner.distribution_id, redact=self.redact))
+                HookRunner(self.runner.distribution_id, redact=self.redact,
+                           extra_env=self.runner.extra_env))
         return self._state_hooks
+
+    def reset_after_fork(self) -> None:
+        """In a forked child (``-w``): the state hook thread did not survive the fork."""
+        self._state_hooks = None
 
     def flush_state_hooks(self, timeout: float = 30.0) -> bool:
         """Wait (bounded) until every queued script-state-changed run has finished."""
@@ -491,7 +510,13 @@ class ArmsdCallbacks(Callbacks):
     def hb_store_statistics(self, hb) -> None:
         cfg = self.cfg
         if cfg.script("script-heartbeat"):
-            res = self.run_hook("script-heartbeat", capture_stdout=True)
+            # The heartbeat thread calls this while other hooks may run: its own runner.
+            if self._hb_runner is None:
+                self._hb_runner = HookRunner(self.runner.distribution_id, redact=self.redact,
+                                             extra_env=self.runner.extra_env)
+            self._hb_runner.kill_grace = cfg.timeout_kill
+            res = self._hb_runner.run("script-heartbeat", cfg.script("script-heartbeat"),
+                                      capture_stdout=True, timeout=cfg.timeout)
             if res.ok:
                 apply_hook_output(hb, res.stdout.decode("ascii", "replace"))
             else:

@@ -51,7 +51,7 @@ class DaemonConfig:
     path_iconfig: Optional[str] = None
     path_state_cache: str = "/var/lib/armsd/state"
     path_pid: str = "/run/armsd.pid"
-    path_work_dir: str = "/var/lib/armsd"                       # ours (armsd: -b / /tmp/armsd.<pid>)
+    path_work_dir: str = "/var/lib/armsd"              # ours (armsd: -b or /tmp/armsd.<pid>)
     https_proxy_url: Optional[str] = dataclasses.field(default=None, repr=False)
     https_proxy_url_ls: Optional[str] = dataclasses.field(default=None, repr=False)
     https_proxy_url_rs: Optional[str] = dataclasses.field(default=None, repr=False)

@@ -3,8 +3,9 @@
 Contract (``spec/arms-agent.md`` §5.4, kept by this runner for every hook):
 
 * The hook is executed directly (no shell) with exactly the documented arguments; its
-  environment is armsd's plus ``ARMS_DISTRIBUTION_ID=<distribution id>`` and
-  ``ARMSD_HOOK=<script key>`` (ours). stdin is ``/dev/null``.
+  environment is armsd's plus ``ARMS_DISTRIBUTION_ID=<distribution id>``, and (ours)
+  ``ARMSD_HOOK=<script key>`` and ``ARMSD_WORK_DIR`` (where the module configs are).
+  stdin is ``/dev/null``.
 * stdout is captured (up to :data:`STDOUT_LIMIT` bytes, the rest is read and dropped) for the
   hooks whose contract uses it, and otherwise logged at debug level; stderr is logged as warnings,
   one line per event, at most 1000 bytes per run, control characters shown as spaces.
@@ -28,6 +29,7 @@ import os
 import selectors
 import signal
 import subprocess
+import threading
 import time
 from typing import Iterable, Optional, Sequence
 
@@ -88,18 +90,37 @@ class HookRunner:
     """Runs one hook at a time with the armsd contract above."""
 
     def __init__(self, distribution_id: str, timeout: float = 30.0, kill_grace: float = 5.0,
-                 redact: Optional[Redactor] = None):
+                 redact: Optional[Redactor] = None, extra_env: Optional[dict] = None):
         self.distribution_id = distribution_id
+        self.extra_env = dict(extra_env or {})
         self.timeout = timeout
         self.kill_grace = kill_grace
         self.redact = redact or Redactor()
         self.current: Optional[subprocess.Popen] = None
+        self._idle = threading.Event()
+        self._idle.set()
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait (bounded) until no hook of this runner is running."""
+        return self._idle.wait(timeout)
 
     def run(self, key: str, path: str, args: Sequence[str] = (), *, secrets: Sequence[str] = (),
             capture_stdout: bool = False, timeout: Optional[float] = None,
             normal_codes: Sequence[int] = ()) -> HookResult:
         """Run ``path args...``; never raises for anything the hook does. Exit codes in
         ``normal_codes`` are answers, not failures (the line hook's 128..132): logged at debug."""
+        self._idle.clear()      # before the fork: a stop signal then waits for the hook
+        try:
+            return self._run(key, path, args, secrets, capture_stdout, timeout, normal_codes)
+        finally:
+            self._idle.set()
+
+    @property
+    def busy(self) -> bool:
+        """True while a hook of this runner is starting or running."""
+        return not self._idle.is_set()
+
+    def _run(self, key, path, args, secrets, capture_stdout, timeout, normal_codes):
         argv = [path, *[str(a) for a in args]]
         hidden = sorted((s for s in secrets if s), key=len, reverse=True)
 
@@ -111,6 +132,7 @@ class HookRunner:
         shown = redact(" ".join(argv))
         timeout = self.timeout if timeout is None else timeout
         env = dict(os.environ)
+        env.update(self.extra_env)
         env["ARMS_DISTRIBUTION_ID"] = self.distribution_id
         env["ARMSD_HOOK"] = key
         log.debug("hook %s: run %s", key, shown)

@@ -4,7 +4,7 @@ Destinations: stderr (default in the foreground), a file (``-l FILE``, appended)
 (``--syslog``, or by default once daemonised; facility ``LOG_DAEMON``, ident ``armsd``).
 Line format (stderr and file)::
 
-    2026/11/26 01:02:03 armsd[123] INFO [0001-...-5566 PUSH_WAIT] message
+    2026/11/26 01:02:03.456 armsd[123] INFO [0001-...-5566 PUSH_WAIT] message
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from .hooks import Redactor
 class ArmsdFormatter(logging.Formatter):
     def __init__(self, distribution_id: str, tracker, redact: Redactor, syslog: bool = False):
         fmt = ("armsd[%(process)d]: %(levelname)s [%(arms)s] %(message)s" if syslog else
-               "%(asctime)s armsd[%(process)d] %(levelname)s [%(arms)s] %(message)s")
+               "%(asctime)s.%(msecs)03d armsd[%(process)d] %(levelname)s [%(arms)s] %(message)s")
         super().__init__(fmt, datefmt="%Y/%m/%d %H:%M:%S")
         self.distribution_id = distribution_id
         self.tracker = tracker
@@ -58,7 +58,8 @@ def setup_logging(distribution_id: str, tracker, redact: Redactor, *, level: str
     root.addHandler(handler)
     set_level(level)
     if syslog and not use_syslog and not logfile:
-        logging.getLogger("libarms.daemon").warning("no syslog socket %s: logging to stderr", syslog_socket)
+        logging.getLogger("libarms.daemon").warning("no syslog socket %s: logging to stderr",
+                                                    syslog_socket)
     return handler
 
 

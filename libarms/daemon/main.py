@@ -90,7 +90,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stay in the foreground (the default; kept for armsd compatibility)")
     p.add_argument("-d", action="store_true", help="deprecated armsd option: -D -v")
     p.add_argument("--daemon", action="store_true",
-                   help="detach (double fork) once the config is read; for busybox/sysv init")
+                   help="detach (double fork) once the config is read, for busybox/sysv init; "
+                        "logs then go to syslog (give -l FILE on a box without syslogd)")
+    p.add_argument("-w", dest="wait_daemon", action="store_true",
+                   help="run the pull in the foreground and detach only once it and the push "
+                        "method query succeeded (an init script then waits for provisioning)")
     p.add_argument("--pidfile", metavar="FILE",
                    help="write the pid here (default with --daemon: path-pid)")
     p.add_argument("--state-file", metavar="FILE", help="overrides path-state-cache")
@@ -99,6 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-H", "--hb-debug", action="store_true",
                    help="print heartbeat statistics every 5 s and send nothing (debug)")
     p.add_argument("--hb-debug-count", type=int, default=0, help=argparse.SUPPRESS)
+    p.add_argument("-t", "--check", action="store_true",
+                   help="check the config file (keys, values, that hooks and files exist and "
+                        "hooks are executable), print the problems and exit 0 (fine) or 1")
     p.add_argument("-V", "--version", action="store_true", help="print versions and exit")
     return p
 
@@ -110,7 +117,8 @@ class Armsd:
         self.redact = Redactor(self.cfg.secrets())
         self.tracker = StateTracker()
         self.runner = HookRunner(self.cfg.distribution_id, self.cfg.timeout,
-                                 self.cfg.timeout_kill, self.redact)
+                                 self.cfg.timeout_kill, self.redact,
+                                 extra_env={"ARMSD_WORK_DIR": self.cfg.path_work_dir})
         self.store = ModuleStore(self.cfg.path_work_dir)
         self.callbacks = ArmsdCallbacks(self.cfg, self.runner, self.store, self.tracker,
                                         self.redact)
@@ -119,6 +127,7 @@ class Armsd:
         self.agent = None
         self.stop_signal: Optional[int] = None
         self._in_agent = ""       # "pull", "query", "run" while inside that agent call
+        self._daemonized = bool(args.daemon)
         self.callbacks.after_hook = self._after_hook
 
     def _apply_args(self, cfg: DaemonConfig) -> DaemonConfig:
@@ -144,7 +153,7 @@ class Armsd:
             log.info("%s received: stopping", signal.Signals(signum).name)
         if self._in_agent == "run" and self._stop_push_loop():
             return      # Agent.run() returns soon: tunnels closed, heartbeat stopped
-        if self._in_agent and self.runner.current is None:
+        if self._in_agent and not self.runner.busy:
             raise _Stop()
         # A hook is running on this thread: it ends (bounded by its timeout), then _after_hook
         # raises _Stop. Outside agent calls the next _call raises it.
@@ -233,8 +242,16 @@ class Armsd:
         agent.register_cert(_read_text(cfg.path_root_ca, "path-root-ca"))
         agent.register_authkey(cfg.ls_sa_key)
         agent.register_description(DESCRIPTION, __version__)
-        if cfg.https_proxy_url:
-            agent.set_https_proxy(cfg.https_proxy_url)
+        # Refuse a proxy URL the agent cannot use now, not in the middle of a pull.
+        for key, url in (("https-proxy-url-ls", cfg.https_proxy_url_ls),
+                         ("https-proxy-url-rs", cfg.https_proxy_url_rs),
+                         ("https-proxy-url", cfg.https_proxy_url)):
+            if url:
+                try:
+                    agent.set_https_proxy(url)
+                except ArmsError as e:
+                    raise ConfigError(f"{cfg.source}: {key}: {e}") from None
+        agent.set_https_proxy(cfg.https_proxy_url or None)
         return agent
 
     def _set_app_event_interval(self) -> None:
@@ -320,6 +337,8 @@ class Armsd:
         except Exception as e:
             log.exception("push method query raised %s", e)
             return int(Err.EFATAL)
+        if self.args.wait_daemon and not self._daemonized:
+            self._late_daemonize()
         self._set_app_event_interval()
         try:
             result = self._call("run", agent.run, port=self.cfg.push_port, fragment=0)
@@ -336,6 +355,23 @@ class Armsd:
             pass
         log.info("push loop ended: %s", getattr(result, "name", result))
         return result
+
+    def _late_daemonize(self) -> None:
+        """``-w``: detach now that the device is provisioned; the foreground process exits 0."""
+        self.callbacks.flush_state_hooks()
+        others = [t.name for t in threading.enumerate() if t is not threading.current_thread()
+                  and t.name != "armsd-state-hook"]
+        if others:
+            log.debug("threads not carried into the daemon: %s", ", ".join(others))
+        log.info("provisioned: detaching (-w)")
+        ready = daemonize()
+        self._daemonized = True
+        self.callbacks.reset_after_fork()
+        if self.pidfile is not None:
+            self.pidfile.write(force=True)
+        os.write(ready, b"1")
+        os.close(ready)
+        log.info("running detached as pid %d", os.getpid())
 
     def _end_with(self, result) -> int:
         try:
@@ -394,6 +430,11 @@ class Armsd:
                                                                    State.RSPULL, State.BOOT_FAIL):
             self._save_state()
         self._end_agent()
+        if not self.runner.wait_idle(0):
+            # A hook started by the push loop's callback thread is still running (applying a
+            # config, say): let it finish; its own timeout bounds the wait.
+            log.info("waiting for the running hook to finish")
+            self.runner.wait_idle(self.cfg.timeout + self.cfg.timeout_kill + 5)
         self.callbacks.flush_state_hooks()
         log.info("stopped by %s", signal.Signals(self.stop_signal).name
                  if self.stop_signal else "request")
@@ -432,6 +473,30 @@ def daemonize(ready_timeout: float = 30.0):
     return w
 
 
+def check_config(cfg: DaemonConfig) -> int:
+    """``-t``: report what would stop or hamper armsd with this config; 0 = nothing found."""
+    problems = list(cfg.warnings)
+    if not cfg.path_root_ca:
+        problems.append("path-root-ca is not set (the ARMS Root CA PEM file is required)")
+    for key, path in (("path-root-ca", cfg.path_root_ca), ("path-iconfig", cfg.path_iconfig)):
+        if path and not os.access(path, os.R_OK):
+            problems.append(f"{key} {path}: not readable")
+    for key, path in sorted(cfg.scripts.items()):
+        if not os.path.isfile(path):
+            problems.append(f"{key} {path}: no such file")
+        elif not os.access(path, os.X_OK):
+            problems.append(f"{key} {path}: not executable")
+    for path in cfg.hb_disk_usage:
+        if not os.path.exists(path):
+            problems.append(f"hb-disk-usage {path}: no such path")
+    for line in problems:
+        print(f"armsd: {line}")
+    if not problems:
+        print(f"armsd: {cfg.source}: fine ({len(cfg.scripts)} hook(s), distribution id "
+              f"{cfg.distribution_id})")
+    return EXIT_CONFIG if problems else EXIT_OK
+
+
 def heartbeat_debug(cfg: DaemonConfig, count: int = 0) -> int:
     """``-H``: collect the statistics every 5 s and print the setter calls; send nothing."""
     from .app import ArmsdCallbacks as _CB
@@ -444,17 +509,16 @@ def heartbeat_debug(cfg: DaemonConfig, count: int = 0) -> int:
 
     cb = _CB(cfg, HookRunner(cfg.distribution_id, cfg.timeout, cfg.timeout_kill),
              ModuleStore(cfg.path_work_dir))
-    n = 0
     try:
-        while True:
+        for n in range(1, 10 ** 9):       # about 160 years at one sample per 5 s
             print(f"--- {time.strftime('%Y/%m/%d %H:%M:%S')}", flush=True)
             cb.hb_store_statistics(Printer())
-            n += 1
             if count and n >= count:
                 return EXIT_OK
             time.sleep(5 if not count else 0.2)
     except KeyboardInterrupt:
-        return EXIT_OK
+        pass
+    return EXIT_OK
 
 
 def main(argv=None) -> int:
@@ -468,6 +532,8 @@ def main(argv=None) -> int:
     except ConfigError as e:
         print(f"armsd: {e}", file=sys.stderr)
         return EXIT_CONFIG
+    if args.check:
+        return check_config(cfg)
     if args.hb_debug:
         return heartbeat_debug(cfg, args.hb_debug_count)
     daemon = Armsd(cfg, args)
@@ -476,9 +542,9 @@ def main(argv=None) -> int:
         ready_fd = daemonize()
     setup_logging(cfg.distribution_id, daemon.tracker, daemon.redact,
                   level=daemon.cfg.log_level, logfile=args.logfile,
-                  syslog=args.syslog or (args.daemon and not args.logfile),
+                  syslog=args.syslog or ((args.daemon or args.wait_daemon) and not args.logfile),
                   syslog_socket=args.syslog_socket)
-    pidpath = args.pidfile or (cfg.path_pid if args.daemon else None)
+    pidpath = args.pidfile or (cfg.path_pid if args.daemon or args.wait_daemon else None)
     if pidpath:
         daemon.pidfile = PidFile(os.path.abspath(pidpath))
         try:

@@ -61,6 +61,11 @@ class ModuleStore:
                 pass
         for d in [self.base] + [self._dir(k) for k in KINDS]:
             left += remove_stale_temporaries(d)
+        # A candidate lives only inside one configure push: one left over belongs to a push
+        # that never committed (armsd was killed), and must not be applied by the next one.
+        for name in os.listdir(self._dir("candidate")):
+            self.discard(os.path.join(self._dir("candidate"), name))
+            left += 1
         if left:
             log.info("removed %d temporary file(s) left by an interrupted run", left)
         self.meta = self._load_meta()

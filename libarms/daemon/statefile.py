@@ -91,7 +91,8 @@ class StateCache:
             log.warning("cannot read state cache %s: %s; pulling from the LS", self.path, e)
             return None
         if len(data) > MAX_STATE_SIZE:
-            log.warning("state cache %s is larger than %d bytes; ignored", self.path, MAX_STATE_SIZE)
+            log.warning("state cache %s is larger than %d bytes; ignored", self.path,
+                        MAX_STATE_SIZE)
             return None
         if not data:
             return None
@@ -119,9 +120,11 @@ class PidFile:
         self.path = path
         self._written = False
 
-    def write(self) -> None:
+    def write(self, force: bool = False) -> None:
+        """Write our pid; refuse (ConfigError) if it names another live process, unless
+        ``force`` (``-w``: the daemon replaces the foreground process it forked from)."""
         old = self._read_pid()
-        if old and old != os.getpid() and _pid_alive(old):
+        if not force and old and old != os.getpid() and _pid_alive(old):
             from ..errors import ConfigError
             raise ConfigError(f"pid file {self.path} names running process {old}: "
                               "another armsd uses it (give each instance its own path-pid)")

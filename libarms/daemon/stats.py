@@ -8,8 +8,8 @@ its ``set_*`` methods:
   call; sent as CPU detail and as CPU usage (100 - idle). Nothing on the first call.
 * Memory 0, from ``/proc/meminfo``: free = MemFree + Buffers + Cached, used = MemTotal - free,
   in bytes.
-* Disks 0..2 (``hb-disk-usage0..2``): statvfs of the path: used = f_frsize × (f_blocks − f_bfree),
-  free = f_frsize × f_bavail.
+* Disks 0..2 (``hb-disk-usage0..2``): statvfs of the path:
+  used = f_frsize × (f_blocks − f_bfree), free = f_frsize × f_bavail.
 * Traffic rate per configured interface (``hb-traffic-if0..3``), per second, of in/out octets,
   packets and errors from ``/proc/net/dev`` since the previous call; absent interfaces are
   skipped; nothing on the first call.
@@ -46,7 +46,8 @@ def parse_proc_stat_cpu(text: str) -> tuple:
 
 
 def cpu_percentages(prev: tuple, cur: tuple) -> Optional[tuple]:
-    """(idle, interrupt, user, sys, other) in whole percent of the delta, or None if no time passed."""
+    """(idle, interrupt, user, sys, other) in whole percent of the delta; None if no time
+    passed."""
     d = [max(0, c - p) for p, c in zip(prev, cur)]
     total = sum(d)
     if total <= 0:

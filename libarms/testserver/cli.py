@@ -10,6 +10,7 @@ Examples::
     arms-testserver requests --state-dir /tmp/ts
     arms-testserver serve --state-dir /tmp/ts --heartbeat-port 16000   # fixed heartbeat port
     arms-testserver heartbeats --state-dir /tmp/ts
+    arms-testserver dashboard --state-dir /tmp/ts      # URL to open (token in the #fragment)
     arms-testserver request md-command --state-dir /tmp/ts --device DISTID --module 1 'show status'
 
 ``serve`` runs the LS, the RS, the push proxy and tunnel endpoint, the REST API, the UDP
@@ -29,6 +30,7 @@ import os
 import signal
 import sys
 import threading
+import urllib.parse
 
 from ..protocol.distid import DistributionId
 from ..errors import ConfigError
@@ -121,6 +123,22 @@ def cmd_serve(args) -> int:
     while not stop.wait(3600):
         pass
     stack.stop()
+    return 0
+
+
+def cmd_dashboard(args) -> int:
+    """The dashboard's URL, with the bearer token in the #fragment (the page keeps it in the
+    browser tab's sessionStorage; a fragment is never sent to a server)."""
+    from .pushservice import INFO_FILE
+    path = os.path.join(args.state_dir, INFO_FILE)
+    try:
+        with open(path) as f:
+            info = json.load(f)
+        url, token = info["rest_url"], info["token"]
+    except (OSError, ValueError, KeyError) as e:
+        print(f"arms-testserver: no running server's REST API in {path} ({e})", file=sys.stderr)
+        return 1
+    print(f"{url}/dashboard" + ("" if args.no_token else "#token=" + urllib.parse.quote(token, safe="")))
     return 0
 
 
@@ -253,6 +271,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--rest-token", help="REST bearer token (default: random, in push-service.json)")
     s.add_argument("--echo-interval", type=int, help="tunnel echo interval announced to devices")
     s.set_defaults(fn=cmd_serve)
+
+    s = sub.add_parser("dashboard", help="print the web dashboard's URL (the REST token in its "
+                                         "#fragment) of the server running in STATE_DIR")
+    sd(s)
+    s.add_argument("--no-token", action="store_true", help="leave the token out of the URL")
+    s.set_defaults(fn=cmd_dashboard)
 
     s = sub.add_parser("heartbeats", help="print heartbeat counters, devices and latest metrics")
     sd(s)

@@ -104,6 +104,13 @@ class CollectorStore:
         return [{"key": k, "kind": kd, "ts": ts, "value": json.loads(v), "source": s}
                 for k, kd, ts, v, s in self._conn().execute(sql, args).fetchall()]
 
+    def summary(self, device: str) -> Optional[dict]:
+        """``{"count", "last_ts", "last_received"}`` of a device's readings (None: no reading)."""
+        n, ts, rc = self._conn().execute(
+            "SELECT COUNT(*), MAX(ts), MAX(received) FROM collector_readings WHERE device=?",
+            (device,)).fetchone()
+        return {"count": n, "last_ts": ts, "last_received": rc} if n else None
+
     def recent(self, device: str, limit: int = 50) -> list[dict]:
         """The last ``limit`` readings of a device to arrive, newest first."""
         rows = self._conn().execute(

@@ -92,16 +92,19 @@ class Dashboard:
             raise RuntimeError("the Dashboard must be added after a started PushService")
         self._page = load_page()
         if self.collector_db is None:
-            self.collector_db = os.path.join(server.state_dir, "readings.db")
+            self.collector_db = os.path.join(server.state_dir, "collector.sqlite")
         self.collector = Collector(CollectorStore(self.collector_db))
-        rest = self.push.rest
-        rest.add_route(r"/", self._root, auth=False)
-        rest.add_route(r"/dashboard(?:\.html)?", self._page_route, auth=False)
-        rest.add_route(r"/collector/(?:readings|devices)", self._collector_route, auth=False)
-        rest.add_route(r"/server/status", self._status)
-        rest.add_route(r"/server/request-log", self._request_log)
-        rest.add_route(r"/user/([^/]+)/device", self._devices)
-        rest.add_route(r"/user/([^/]+)/device/([^/]+)", self._device)
+        # per-device views of the request log (the LS/RS write it; we only read)
+        server.db.execute_script("CREATE INDEX IF NOT EXISTS request_log_by_device "
+                                 "ON request_log(distribution_id, id);")
+        add = self.push.rest.add_route
+        add(r"/", self._root, auth=False)
+        add(r"/dashboard(?:\.html)?", self._page_route, auth=False)
+        add(r"/collector/(?:readings|devices)", self._live(self._collector_route), auth=False)
+        add(r"/server/status", self._live(self._status))
+        add(r"/server/request-log", self._live(self._request_log))
+        add(r"/user/([^/]+)/device", self._live(self._devices))
+        add(r"/user/([^/]+)/device/([^/]+)", self._live(self._device))
         log.info("dashboard on %s", self.url)
         return self
 
@@ -117,6 +120,15 @@ class Dashboard:
         return self.push.rest.url + "/collector/readings"
 
     # -- helpers ------------------------------------------------------------------------------
+    def _live(self, fn):
+        """Answer 503 instead of failing once the server is stopping (the REST port closes
+        after the components it reads from)."""
+        async def route(*args):
+            if self.server is None or self.server.db is None:
+                raise HttpError(503, "the test server is stopping")
+            return await fn(*args)
+        return route
+
     @staticmethod
     async def _off_loop(fn, *args):
         """SQLite work runs on a worker thread, not on the proxy's event loop."""
@@ -155,12 +167,11 @@ class Dashboard:
 
     def _readings_state(self, meter: str, recent: int = 0) -> Optional[dict]:
         store = self.collector.store
-        rows = store._conn().execute("SELECT COUNT(*), MAX(ts), MAX(received) FROM "
-                                     "collector_readings WHERE device=?", (meter,)).fetchone()
-        if not rows[0]:
+        got = store.summary(meter)
+        if got is None:
             return None
-        out = {"meter": meter, "count": rows[0], "lastTs": rows[1], "lastReceived": rows[2],
-               "latest": store.latest(meter)}
+        out = {"meter": meter, "count": got["count"], "lastTs": got["last_ts"],
+               "lastReceived": got["last_received"], "latest": store.latest(meter)}
         if recent:
             out["recent"] = store.recent(meter, recent)
         return out

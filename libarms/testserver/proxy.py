@@ -431,6 +431,8 @@ class PushProxy:
             return
         if a.kind == "response":
             f = tun.expect.pop(a.type, None)
+            if f is None and a.type == "generic-error" and len(tun.expect) == 1:
+                f = tun.expect.pop(next(iter(tun.expect)))   # the device could not read it
             if f is not None and not f.done():
                 f.set_result(a)
             else:

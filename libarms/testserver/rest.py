@@ -207,7 +207,8 @@ class HttpError(Exception):
 
 
 _REASONS = {200: "OK", 201: "Created", 302: "Found", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found",
-            405: "Method Not Allowed", 413: "Payload Too Large", 500: "Internal Server Error"}
+            405: "Method Not Allowed", 413: "Payload Too Large", 500: "Internal Server Error",
+            503: "Service Unavailable"}
 
 
 def _limit(query: dict, default: int, most: int) -> int:
@@ -236,7 +237,8 @@ class RestApi:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
 
     def add_route(self, pattern: str, fn: Route, *, auth: bool = True) -> None:
         """Mount ``fn`` on the paths matching the regex ``pattern`` (whole path, query apart).

@@ -52,6 +52,8 @@ def add_parser(subparsers, default_state_dir: Optional[str] = None) -> argparse.
     p.add_argument("--count", type=int, help="ping / traceroute count")
     p.add_argument("--size", type=int, help="ping size")
     p.add_argument("--maxhop", type=int, help="traceroute max hops")
+    p.add_argument("--config", action="append", metavar="ID:VERSION=FILE",
+                   help="configure: a module of the new module list and its config file (repeat)")
     p.add_argument("--user", default="test", help="user code in the REST path")
     p.add_argument("--url", help="REST API base URL")
     p.add_argument("--token", help="REST bearer token")
@@ -105,6 +107,20 @@ def body_of(args) -> dict:
             doc["maxhop"] = args.maxhop
     elif m == "pull-config":
         doc["pullType"] = t or "RS"
+    elif m == "configure":
+        doc["modules"], doc["configs"] = [], []
+        for spec in args.config or []:
+            head, _, path = spec.partition("=")
+            mid, _, version = head.partition(":")
+            if not mid.isdigit() or not path:
+                raise SystemExit(f"--config must be ID:VERSION=FILE, not {spec!r}")
+            doc["modules"].append({"id": int(mid), "version": version})
+            with open(path, "rb") as f:
+                data = f.read()
+            try:
+                doc["configs"].append({"id": int(mid), "data": data.decode("ascii")})
+            except UnicodeDecodeError:
+                doc["configs"].append({"id": int(mid), "data": base64.b64encode(data).decode(), "base64": True})
     return doc
 
 

@@ -8,7 +8,7 @@ its components, started in this order and stopped in reverse:
 2. :class:`~libarms.testserver.heartbeat.HeartbeatReceiver` on a UDP port (a free one unless
    given; ``heartbeat=False`` leaves it out), storing into ``heartbeats.db``;
 3. :class:`~libarms.testserver.dashboard.Dashboard`: the web page, its JSON views and the
-   readings collector (``readings.db``), all on the REST API's port.
+   readings collector (``collector.sqlite``), all on the REST API's port.
 
 Devices whose service config names no heartbeat server (``heartbeat`` null, the default) are
 told by the RS to send to this receiver, every ``heartbeat_interval`` seconds, with a
