@@ -282,7 +282,13 @@ def test_buildroot_init_scripts_start_console_scripts_that_setup_py_installs():
         assert daemon in scripts, f"{daemon} is not a console script of setup.py"
         for verb in ("start", "stop", "restart", "reload"):
             assert re.search(rf"^\t{verb}\|?|\|{verb}\b|^\t{verb}\)", text, re.M), verb
-    for unit in TREE.glob("package/*/*.service"):
+    units = list(TREE.glob("package/*/*.service"))
+    for pkgdir in PACKAGES:
+        site = mk_vars(mk_text(pkgdir)).get(f"{pkg_var(pkgdir)}_SITE")
+        for rel in re.findall(r"\$\(@D\)/([\w./-]+\.service)", mk_text(pkgdir)):
+            units.append(resolve_site(site) / rel)
+    assert len(units) >= 2
+    for unit in units:
         text = unit.read_text()
         exe = re.search(r"^ExecStart=(\S+)", text, re.M).group(1)
         assert exe.startswith("/usr/bin/") and exe[len("/usr/bin/"):] in scripts, unit.name
