@@ -282,7 +282,13 @@ def test_buildroot_init_scripts_start_console_scripts_that_setup_py_installs():
         assert daemon in scripts, f"{daemon} is not a console script of setup.py"
         for verb in ("start", "stop", "restart", "reload"):
             assert re.search(rf"^\t{verb}\|?|\|{verb}\b|^\t{verb}\)", text, re.M), verb
-    for unit in TREE.glob("package/*/*.service"):
+    units = list(TREE.glob("package/*/*.service"))
+    for pkgdir in PACKAGES:
+        site = mk_vars(mk_text(pkgdir)).get(f"{pkg_var(pkgdir)}_SITE")
+        for rel in re.findall(r"\$\(@D\)/([\w./-]+\.service)", mk_text(pkgdir)):
+            units.append(resolve_site(site) / rel)
+    assert len(units) >= 2
+    for unit in units:
         text = unit.read_text()
         exe = re.search(r"^ExecStart=(\S+)", text, re.M).group(1)
         assert exe.startswith("/usr/bin/") and exe[len("/usr/bin/"):] in scripts, unit.name
@@ -349,9 +355,13 @@ def test_buildroot_core_package_commands_build_and_install_an_arm_static_library
     shutil.copytree(REPO / "csrc", src,
                     ignore=shutil.ignore_patterns("*.o", "*.a", "*.so", "build", "__pycache__"))
     staging = tmp_path / "staging"
-    sysroot = REPO / "build" / "sysroot-armhf"
-    ssl_inc = f"-I{sysroot}/usr/include -I{sysroot}/usr/include/arm-linux-gnueabihf" \
-        if (sysroot / "usr/include/openssl/hmac.h").exists() else ""
+    # OpenSSL's ARM headers, as Buildroot's staging would have them: from the armhf sysroot
+    # (built once and cached by scripts/sysroot.sh, shared with the other cross tests).
+    r = subprocess.run(["bash", str(REPO / "scripts" / "sysroot.sh"), "armhf"],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    sysroot = Path(r.stdout.strip().splitlines()[-1])
+    ssl_inc = f"-I{sysroot}/usr/include -I{sysroot}/usr/include/arm-linux-gnueabihf"
     subst = {
         "$(TARGET_MAKE_ENV)": "",
         "$(MAKE)": "make",

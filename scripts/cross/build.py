@@ -164,8 +164,8 @@ def pure_distributions(root: str = "libarms") -> tuple[list[md.Distribution], li
     return list(seen.values()), compiled
 
 
-def precompile(arch: Arch, sysroot: Path, stage_dir: Path) -> None:
-    """Write the byte code of the sysroot's standard library and of the staging tree.
+def precompile_sysroot(arch: Arch, sysroot: Path) -> None:
+    """Write the byte code of the sysroot's standard library (once per sysroot).
 
     Debian compiles byte code in maintainer scripts, which ``dpkg -x`` does not run, and the
     foreign Python may not write any (read-only tree, PYTHONDONTWRITEBYTECODE): without this,
@@ -173,6 +173,8 @@ def precompile(arch: Arch, sysroot: Path, stage_dir: Path) -> None:
     does not depend on the CPU; the host writes it when both Pythons share the magic number.
     """
     import importlib.util
+    if list(sysroot.glob(".pyc-*")):
+        return
     magic = subprocess.run([arch.qemu, "-L", sysroot, sysroot / "usr/bin/python3.11", "-c",
                             "import importlib.util,sys;"
                             "sys.stdout.write(importlib.util.MAGIC_NUMBER.hex())"],
@@ -181,14 +183,11 @@ def precompile(arch: Arch, sysroot: Path, stage_dir: Path) -> None:
         log(f"host Python's byte code ({importlib.util.MAGIC_NUMBER.hex()}) is not the "
             f"sysroot's ({magic}): not precompiling; starts under qemu will be slower")
         return
-    stamp = sysroot / f".pyc-{magic}"
-    if not stamp.exists():
-        # Paths inside the byte code are the ones the foreign Python sees (-s/-p).
-        run([sys.executable, "-m", "compileall", "-q", "-j0", "-s", sysroot, "-p", "/",
-             "-x", r"lib2to3/tests|/test/", sysroot / "usr/lib/python3.11"],
-            stdout=subprocess.DEVNULL)
-        stamp.touch()
-    run([sys.executable, "-m", "compileall", "-q", "-j0", stage_dir], stdout=subprocess.DEVNULL)
+    # Paths inside the byte code are the ones the foreign Python sees (-s/-p).
+    run([sys.executable, "-m", "compileall", "-q", "-j0", "-s", sysroot, "-p", "/",
+         "-x", r"lib2to3/tests|/test/", sysroot / "usr/lib/python3.11"],
+        stdout=subprocess.DEVNULL)
+    (sysroot / f".pyc-{magic}").touch()
 
 
 def copy_tree(src: Path, dst: Path) -> None:
@@ -216,6 +215,7 @@ def inputs_digest(arch: Arch, sysroot: Path, opt: str) -> str:
 
 
 def stage(arch: Arch, sysroot: Path, out: Path, opt: str) -> Path:
+    precompile_sysroot(arch, sysroot)
     digest = inputs_digest(arch, sysroot, opt)
     info = out / "STAGE-INFO"
     if info.exists() and f"inputs={digest}\n" in info.read_text():
@@ -248,7 +248,7 @@ def stage(arch: Arch, sysroot: Path, out: Path, opt: str) -> Path:
             f"pure={','.join(d.metadata['Name'] for d in dists)}\ncompiled={','.join(compiled)}\n")
         shutil.rmtree(out, ignore_errors=True)
         tmp.rename(out)
-        precompile(arch, sysroot, out)
+        run([sys.executable, "-m", "compileall", "-q", "-j0", out], stdout=subprocess.DEVNULL)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out

@@ -19,7 +19,8 @@ PYTHON_LIBARMS_DEPENDENCIES = host-python-cffi openssl
 # The site is the repository root: keep a developer's virtualenv, build and
 # test products, and this tree itself out of the copy.
 PYTHON_LIBARMS_OVERRIDE_SRCDIR_RSYNC_EXCLUSIONS = \
-	--exclude /.venv --exclude /build --exclude /dist --exclude /buildroot \
+	--exclude /.venv --exclude /build --exclude '/dist/*.whl' \
+	--exclude '/dist/*.tar.gz' --exclude /buildroot \
 	--exclude /tests --exclude /bench --exclude /state \
 	--exclude '*.so' --exclude /libarms/_core.c --exclude '*.egg-info' \
 	--exclude __pycache__ --exclude .pytest_cache --exclude .hypothesis
@@ -63,8 +64,9 @@ define PYTHON_LIBARMS_INSTALL_INIT_SYSV
 		$(TARGET_DIR)/etc/init.d/S80armsd
 endef
 
+# The systemd unit is armsd's own (dist/armsd.service, checked by its tests).
 define PYTHON_LIBARMS_INSTALL_INIT_SYSTEMD
-	$(INSTALL) -D -m 0644 $(PYTHON_LIBARMS_PKGDIR)/armsd.service \
+	$(INSTALL) -D -m 0644 $(@D)/dist/armsd.service \
 		$(TARGET_DIR)/usr/lib/systemd/system/armsd.service
 endef
 endif
