@@ -98,11 +98,18 @@ def start_armsd(workdir: str, server: TestServer) -> tuple:
                             stderr=subprocess.PIPE, text=True)
     lines = []
     reached = threading.Event()
+    marks = {}
 
     def reader():
         for line in proc.stderr:
             lines.append(line)
+            now = (time.monotonic() - t0) * 1000.0
+            if "armsd version" in line:
+                marks.setdefault("started", now)
+            if "pull done" in line:
+                marks.setdefault("pulled", now)
             if "->" in line and "PUSH_WAIT" in line.split("->", 1)[1]:
+                marks.setdefault("push_wait", now)
                 reached.set()
 
     threading.Thread(target=reader, daemon=True).start()
@@ -110,7 +117,8 @@ def start_armsd(workdir: str, server: TestServer) -> tuple:
         proc.kill()
         proc.wait()
         raise SystemExit("armsd did not reach PUSH_WAIT in 60 s:\n" + "".join(lines[-30:]))
-    return proc, (time.monotonic() - t0) * 1000.0, lines
+    ms = (time.monotonic() - t0) * 1000.0
+    return proc, ms, marks
 
 
 def stop(proc):
@@ -138,13 +146,16 @@ def main() -> int:
                 "modules": [{"id": 1, "version": "1", "info": "bench", "config": "x\n"}],
                 "heartbeat": [{"host": "127.0.0.1", "port": rx.port,
                                "passphrase": "bench-pass", "interval": 1}]})
-            launches = []
+            launches, starts, pulls = [], [], []
             for i in range(max(1, args.runs)):
                 wd = os.path.join(tmp, f"run{i}")
                 os.makedirs(wd)
-                proc, ms, _ = start_armsd(wd, server)
+                proc, ms, marks = start_armsd(wd, server)
                 launches.append(ms)
-                print(f"run {i}: launch -> PUSH_WAIT {ms:.1f} ms", flush=True)
+                starts.append(marks.get("started", 0.0))
+                pulls.append(marks.get("pulled", 0.0))
+                print(f"run {i}: launch -> PUSH_WAIT {ms:.1f} ms (interpreter + imports "
+                      f"{starts[-1]:.0f} ms, pull done at {pulls[-1]:.0f} ms)", flush=True)
                 if i < args.runs - 1:
                     stop(proc)
             # the last armsd stays for the steady-state window
@@ -169,6 +180,9 @@ def main() -> int:
         "threads": int(st["Threads"]), "cpu_pct": round(cpu_pct, 3),
         "wakeups_per_s": round(wakeups, 2), "heartbeats": hb1 - hb0,
         "window_s": round(window, 1),
+        "imports_ms": round(statistics.median(starts), 1),
+        "pull_done_ms": round(statistics.median(pulls), 1),
+        "loadavg_1m": round(os.getloadavg()[0], 2),
     }
     print(f"launch -> PUSH_WAIT median {result['median_ms']} ms, p99 {result['p99_ms']} ms "
           f"({len(launches)} runs)")

@@ -22,8 +22,6 @@ result codes 501/502/503/2xx/5xx, all inside the total timeout. Everything learn
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 import ssl
@@ -208,6 +206,36 @@ class Agent:
         if trigger not in names:
             raise ArmsError(Err.EINVAL, "pull trigger must be 1 (config error) or 2 (sync failed)")
         self.ctx.trigger = names[trigger]
+
+    # -- what the servers told us (libarms arms_get_*) ---------------------------------------
+
+    def get_hbtinfo(self) -> list:
+        """Heartbeat servers from the RS answer (``HeartbeatInfo``: host, port, passphrase, interval)."""
+        return list(self.ctx.heartbeat)
+
+    def get_rsinfo(self) -> list[str]:
+        """Push source addresses given by the RS (``rs-push-server-address``)."""
+        return list(self.ctx.push_addresses)
+
+    def get_rs_url(self) -> list[str]:
+        """Pull-side proxy URLs (``rs-pull-server-url``) for method query and confirmation."""
+        return list(self.ctx.rs_pull_urls)
+
+    def get_rs_tunnel_url(self) -> list[str]:
+        """Tunnel URLs learnt by the push-method query."""
+        return list(self.ctx.tunnel_urls)
+
+    def get_ls_url(self) -> list[str]:
+        """The LS URLs in use (initial config or the built-in ones)."""
+        return list(self.ctx.ls_urls)
+
+    def get_proposed_push_port(self) -> int:
+        """``push-port`` proposed by the RS (0 = none)."""
+        return self.ctx.proposed_push_port
+
+    def get_proposed_push_timeout(self) -> int:
+        """``push-timeout`` proposed by the RS in seconds (0 = none)."""
+        return self.ctx.proposed_push_timeout
 
     # -- state, log ---------------------------------------------------------------------------
 
@@ -519,7 +547,14 @@ class Agent:
         else:
             code = LOG_ECONNECT
         kind = type(e).__name__
-        self._last_error = f"{role} {url}: {kind}: {e}"
+        hint = ""
+        if isinstance(e, https.HttpStatusError) and e.status == 401:
+            hint = (" (check the distribution id and the LS-SA key registered with register_authkey)"
+                    if role == "LS" else " (the RS refused the RS key the LS handed out)")
+        elif isinstance(e, ssl.SSLCertVerificationError):
+            hint = (" (is the root CA given to register_cert the one that signed this LS?)"
+                    if role == "LS" else " (the RS is not signed by the rs-certificate the LS sent)")
+        self._last_error = f"{role} {url}: {kind}: {e}{hint}"
         self._log(code, self._last_error)
 
     def _store_location(self, ans: "P.RsSolicitationResponse") -> None:
@@ -674,13 +709,19 @@ class Agent:
             "rs_lines": [_line_to_dict(l) for l in c.rs_lines], "last_line": c.last_line,
             "current_rs": c.current_rs, "result": c.last_result, "time_floor": c.time_floor,
         }
+        import hashlib
+        import json
         data = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode("ascii")
         head = STATE_MAGIC + struct.pack(">HI", STATE_VERSION, len(data))
         return head + data + hashlib.sha256(head + data).digest()
 
     def restore_state(self, blob: bytes) -> None:
-        """Install a blob from :meth:`dump_state`. ArmsError(EINVAL) when it is damaged, of
+        """Install a blob from :meth:`dump_state` (or one written by the C libarms 5.33
+        ``arms_dump_state``, to migrate a gateway). ArmsError(EINVAL) when it is damaged, of
         another version or of another device; the context is then unchanged."""
+        from .protocol import cstate
+        if cstate.is_libarms_state(blob):
+            return self._restore_c_state(blob)
         try:
             p = _decode_state(bytes(blob))
             if p["distribution_id"] != str(self.ctx.distribution_id):
@@ -705,7 +746,28 @@ class Agent:
         c.last_result = ints["result"]
         c.time_floor = max(c.time_floor, floor)
 
+    def _restore_c_state(self, blob: bytes) -> None:
+        from .protocol import cstate
+        try:
+            st = cstate.parse_libarms_state(blob)
+        except ProtocolError as e:
+            raise ArmsError(Err.EINVAL, f"state blob refused: {e}") from None
+        c = self.ctx
+        c.rs_endpoint, c.rs_key = st.rs_endpoint, st.rs_key
+        c.rs_urls, c.rs_certs, c.rs_lines = list(st.rs_urls), list(st.rs_certs), list(st.lines)
+        c.rs_retry_max, c.rs_retry_interval, c.ll_timeout = st.rs_retry_max, st.rs_retry_interval, st.ll_timeout
+        c.last_line = st.last_line % len(st.lines) if st.lines else 0
+        c.current_rs = st.current_rs % len(st.rs_urls) if st.rs_urls else 0
+        c.last_result = st.result
+        self._log(LOG_INFO, f"restored a libarms 5.33 state blob ({len(blob)} bytes): RS {c.rs_endpoint or '-'}")
+
     # -- push phase (libarms/push.py) ------------------------------------------------------------
+
+    def push_context(self):
+        """The push phase's view of this agent (``libarms.push.PushContext``), refreshed from
+        ``ctx``: the pull -> push hand-over."""
+        from .push import context_of
+        return context_of(self)
 
     def push_method_query(self):
         from .push import push_method_query
@@ -753,6 +815,8 @@ def _line_from_dict(d: dict) -> Line:
 
 
 def _decode_state(blob: bytes) -> dict:
+    import hashlib
+    import json
     n = len(STATE_MAGIC)
     if blob[:n] != STATE_MAGIC or len(blob) < n + 6 + 32:
         raise ValueError("not a libarms state blob")

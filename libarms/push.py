@@ -19,6 +19,7 @@ Loop-ending outcomes: ``Err.EREBOOT`` (reboot push, module sync, 503/5xx), ``Err
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import dataclasses
 import logging
 import queue
@@ -28,9 +29,9 @@ import threading
 import time
 from typing import Any, Callable, Optional, Sequence
 
-from .callbacks import Callbacks, ConfigAction, ConfigKind, Frag, PingResult
+from .callbacks import Callbacks, ConfigAction, ConfigKind, Frag
 from .configstore import ConfigStore
-from .errors import AppExecError, ArmsError, Err, ModSyncRequired, ProtocolError
+from .errors import AppExecError, ArmsError, ConfigError, Err, ModSyncRequired, ProtocolError
 from .protocol import push as P
 from .states import Event, State, next_state
 from .transport import pushtls
@@ -43,19 +44,36 @@ try:  # heartbeat sender of the C core, once built
 except Exception:  # pragma: no cover - absent until the core lands
     HeartbeatSender = None  # type: ignore
 
-log = logging.getLogger("libarms.push")
+_current: "contextvars.ContextVar[Optional[PushContext]]" = contextvars.ContextVar("libarms_push_ctx",
+                                                                                default=None)
+
+
+class _EventLog(logging.LoggerAdapter):
+    """One event per line, with the distribution id and the state (style.md)."""
+
+    def process(self, msg, kwargs):
+        ctx = _current.get()
+        if ctx is not None:
+            msg = f"{msg} dist={ctx.distribution_id} state={ctx.state.name}"
+        return msg, kwargs
+
+
+log = _EventLog(logging.getLogger("libarms.push"), {})
 
 # log codes (A 4.8)
 LOG_CONFIRM_START, LOG_CONFIRM_DONE, LOG_CONFIRM_FAILED = 70, 71, 72
 LOG_CONFIG_COMMIT, LOG_CONFIG_ROLLBACK = 73, 74
 LOG_TUNNEL_CONNECTED, LOG_TUNNEL_CLOSED, LOG_TUNNEL_RETRY, LOG_TUNNEL_READY = 60, 61, 62, 63
 LOG_HB_START, LOG_HB_STOP = 80, 81
-LOG_PUSH_SIMPLE, LOG_PUSH_TUNNEL = 90, 91
+LOG_PUSH_SIMPLE, LOG_PUSH_TUNNEL, LOG_ENDPOINT_CHANGED = 90, 91, 92
 LOG_EROLLBACK = 110
 LOG_ECALLBACK = 108
 LOG_ENETTIMEOUT = 107
 
 SIMPLE_MAX_TRANSACTIONS = 10
+#: What a failed exchange with a server can raise (bad bytes, network, TLS, proxy, timeouts).
+NET_ERRORS = (ProtocolError, OSError, ssl.SSLError, asyncio.TimeoutError, EOFError,
+              asyncio.LimitOverrunError)
 
 
 @dataclasses.dataclass
@@ -101,6 +119,7 @@ class PushContext:
     max_message: int = P.MAX_MESSAGE
     listen_host: Optional[str] = None        # default: wildcard of the SA address family
     _running: Any = dataclasses.field(default=None, repr=False, compare=False)
+    time_floor: float = 0.0                  # latest trusted time (see transport.tls)
     state: State = State.PULLDONE
     set_state: Optional[Callable[[State], None]] = None
     log_fn: Optional[Callable[[int, str], None]] = None
@@ -123,14 +142,23 @@ class PushContext:
         if self.log_fn is not None:
             self.log_fn(code, message)
             return
-        log.info("%s (log %d) dist=%s", message, code, self.distribution_id)
+        level = logging.DEBUG if code >= 200 else logging.WARNING if code >= 100 else logging.INFO
+        log.log(level, "[%d] %s", code, message)
         try:
             self.callbacks.log(code, message)
         except Exception:
             log.exception("log callback raised")
 
+    def tls_policy(self):
+        return pushtls.policy(self.rs_ca_pem, self.sa_cert_pem, self.sa_key_pem, self.time_floor)
+
     def client_ssl(self) -> ssl.SSLContext:
-        return pushtls.client_context(self.rs_ca_pem, self.sa_cert_pem, self.sa_key_pem)
+        return pushtls.client_context(self.tls_policy())
+
+    def tls_args(self) -> dict:
+        """Keyword arguments for ``open_tls``: peer check and web proxy."""
+        return {"policy": self.tls_policy(), "proxy": self.https_proxy,
+                "note": lambda m: self.event(200, m)}
 
 
 def context_of(agent: Any) -> PushContext:
@@ -159,6 +187,9 @@ def context_of(agent: Any) -> PushContext:
         methods=tuple(c.push_methods), tunnel_urls=tuple(c.tunnel_urls),
         echo_interval=c.tunnel_echo_interval or P.DEFAULT_ECHO_INTERVAL, sa_address=c.sa_address,
         io_timeout=float(getattr(agent, "response_timeout", 30.0)),
+        callback_timeout=float(getattr(agent, "callback_timeout", 60.0)),
+        state_dir=getattr(agent, "push_state_dir", None),
+        time_floor=float(getattr(c, "time_floor", 0.0)),
         state=agent.state, set_state=agent._set_state, log_fn=agent._log)
     pc = getattr(agent, "_push_ctx", None)
     if pc is None:
@@ -254,6 +285,8 @@ class CallbackRunner:
         try:
             return await asyncio.wait_for(asyncio.shield(fut), timeout or self.timeout)
         except asyncio.TimeoutError:
+            # the late outcome is dropped (retrieved here so asyncio does not warn about it)
+            fut.add_done_callback(lambda f: f.cancelled() or f.exception())
             # the worker is stuck in this callback: move waiting work to a fresh thread
             old = self._q
             self._start()
@@ -696,6 +729,19 @@ def _rotated(urls: Sequence[str], first: int) -> list[str]:
     return urls[first:] + urls[:first]
 
 
+def _local_address(url_s: str) -> Optional[str]:
+    """The local address the system would use towards ``url_s`` (a UDP connect sends nothing)."""
+    import socket
+    try:
+        u = P.parse_url(url_s)
+        fam = socket.AF_INET6 if u.family == 6 else socket.AF_INET
+        with socket.socket(fam, socket.SOCK_DGRAM) as s:
+            s.connect((u.host, u.port))
+            return s.getsockname()[0]
+    except (OSError, ProtocolError):
+        return None
+
+
 def retry_wait(base: float, result: int, n: int) -> float:
     """W 6.3 retry waits."""
     if 200 <= result < 300:
@@ -706,6 +752,7 @@ def retry_wait(base: float, result: int, n: int) -> float:
 
 
 async def _method_query(ctx: PushContext) -> Err:
+    _current.set(ctx)
     ctx.methods, ctx.tunnel_urls, ctx.echo_interval = (), (), P.DEFAULT_ECHO_INTERVAL
     urls = _rotated(ctx.pull_urls, ctx.pull_index)
     if not urls:
@@ -713,7 +760,12 @@ async def _method_query(ctx: PushContext) -> Err:
         return Err.ESYSTEM
     offered = [P.PUSH_METHOD_TUNNEL] if ctx.https_proxy else [P.PUSH_METHOD_SIMPLE, P.PUSH_METHOD_TUNNEL]
     body = P.build_method_query_request(ctx.distribution_id, ctx.description, offered)
-    sslctx = ctx.client_ssl()
+    try:
+        sslctx = ctx.client_ssl()
+    except ConfigError as e:
+        log.error("method query impossible: %s", e)
+        ctx.trigger = "internal error(socket)"
+        return Err.ESYSTEM
     for n in range(ctx.rs_retry_max + 1):
         if n:
             await asyncio.sleep(retry_wait(ctx.rs_retry_interval, 0, n))
@@ -723,7 +775,7 @@ async def _method_query(ctx: PushContext) -> Err:
                 if url.scheme != "https":
                     continue
                 ans, local = await _exchange(url, build_form_a(url, ctx.distribution_id, ctx.rs_key, body),
-                                             sslctx, ctx.io_timeout)
+                                             sslctx, ctx.io_timeout, ctx.tls_args())
                 if ans.status >= 400:
                     log.warning("method query to %s: HTTP %d", url_s, ans.status)
                     continue
@@ -731,7 +783,7 @@ async def _method_query(ctx: PushContext) -> Err:
             except P.TooManyEntries as e:
                 log.error("method query to %s: %s", url_s, e)
                 return Err.EREBOOT
-            except (ProtocolError, OSError, ssl.SSLError, asyncio.TimeoutError) as e:
+            except NET_ERRORS as e:
                 log.warning("method query to %s failed: %s", url_s, e or type(e).__name__)
                 continue
             code = mq.result_code
@@ -750,10 +802,10 @@ async def _method_query(ctx: PushContext) -> Err:
     return Err.EPULL
 
 
-async def _exchange(url: P.Url, request: bytes, sslctx: ssl.SSLContext, timeout: float):
+async def _exchange(url: P.Url, request: bytes, sslctx: ssl.SSLContext, timeout: float, tls: dict):
     """One request/answer; also returns the local address of the connection."""
     from .transport.simple import ResponseReader, open_tls
-    reader, writer = await open_tls(url, sslctx, timeout)
+    reader, writer = await open_tls(url, sslctx, timeout, **tls)
     local = writer.get_extra_info("sockname")[0]
     try:
         writer.write(request)
@@ -780,6 +832,11 @@ def event_loop(agent: Any, port: int = 0, fragment: int = 0) -> Err:
         raise ArmsError(Err.EINVAL, f"port {port} outside 0..65535")
     ctx = context_of(agent)
     try:
+        if getattr(ctx.callbacks, "version", 7) < 5:
+            # API versions before 5: the event loop runs the method query itself (A 2.7)
+            rc = asyncio.run(_method_query(ctx))
+            if rc != Err.OK:
+                return rc
         return asyncio.run(EventLoop(ctx, port or 10443, fragment).run())
     finally:
         _write_back(agent, ctx)
@@ -798,15 +855,23 @@ class EventLoop:
 
     async def run(self) -> Err:
         ctx = self.ctx
+        _current.set(ctx)
         ctx._running = (asyncio.get_running_loop(), self)
         try:
             if not ctx.methods:
                 ctx.trigger = "no push method"
                 return self._end(Err.EPULL)
+            try:
+                ctx.client_ssl()
+            except ConfigError as e:
+                log.error("push phase impossible: %s", e)
+                return self._end(Err.ESYSTEM)
             while True:
                 result: Err = Err.OK
                 for m in ctx.methods:
+                    repeats = 0
                     while True:
+                        started = time.monotonic()
                         if m == P.PUSH_METHOD_SIMPLE:
                             if ctx.https_proxy:
                                 result = Err.ETIMEOUT
@@ -827,6 +892,9 @@ class EventLoop:
                                 continue          # same method again, with the old config
                         if result in (Err.ETIMEOUT, Err.EPUSH) and self.ls.retry_inf \
                                 and not self.ls.configure_running:
+                            if time.monotonic() - started < 1.0:     # never spin
+                                await asyncio.sleep(backoff(ctx, repeats))
+                            repeats += 1
                             continue
                         if result == Err.EPUSH and self.rollbacks and not self.ls.retry_inf:
                             self.rollbacks = 0    # after a rollback: once more, same method
@@ -1066,7 +1134,7 @@ class TunnelWorker:
         while not self.ls.stopping:
             try:
                 self.conn = await TunnelConnection.open(self.url, self.sslctx, ctx.distribution_id,
-                                                        ctx.rs_key, ctx.io_timeout)
+                                                        ctx.rs_key, ctx.io_timeout, **ctx.tls_args())
                 ctx.event(LOG_TUNNEL_CONNECTED, f"tunnel[{self.index}] connected to {self.url.netloc}")
                 if self.resume_configure:
                     # W 5.5: in the middle of a configure the done request goes first on the
@@ -1080,13 +1148,16 @@ class TunnelWorker:
                     self._connected.set()
                     await self._serve()
             except TunnelClosed as e:
-                log.warning("tunnel[%d] %s: %s", self.index, self.url.netloc, e)
+                (log.debug if self.ls.stopping else log.warning)(
+                    "tunnel[%d] %s: %s", self.index, self.url.netloc, e)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("tunnel[%d] failed", self.index)
             finally:
                 self._connected.clear()
+                if self.ls.tunnels_up.get(self.index):
+                    ctx.event(LOG_TUNNEL_CLOSED, f"tunnel[{self.index}] closed")
                 self.ls.tunnels_up[self.index] = False
                 if self.conn is not None and not self.conn.closed and not self.ls.stopping:
                     self.conn.abort()
@@ -1344,7 +1415,7 @@ class SimpleRound:
         if not (ctx.sa_cert_pem and ctx.sa_key_pem):
             log.error("https-simple needs the SA certificate and key from the RS")
             return Err.ETIMEOUT
-        sslctx = pushtls.server_context(ctx.sa_cert_pem, ctx.sa_key_pem, ctx.rs_ca_pem)
+        sslctx = pushtls.server_context(ctx.sa_cert_pem, ctx.sa_key_pem, ctx.rs_ca_pem, ctx.time_floor)
         v6 = bool(ctx.sa_address and ":" in ctx.sa_address)
         host = ctx.listen_host or ("::" if v6 else "0.0.0.0")
         for attempt in range(ctx.bind_attempts):
@@ -1359,7 +1430,12 @@ class SimpleRound:
                     await asyncio.sleep(ctx.bind_retry_wait)
         if self.server is None:
             return Err.EPULL
-        addr = ctx.sa_address or "127.0.0.1"
+        now = _local_address(urls[0])
+        if now and ctx.sa_address and now != ctx.sa_address:
+            ctx.event(LOG_ENDPOINT_CHANGED, f"SA address changed {ctx.sa_address} -> {now}: "
+                                            "announcing the new push endpoint")
+            ctx.sa_address = now
+        addr = ctx.sa_address or now or "127.0.0.1"
         endpoint = f"https://[{addr}]:{self.el.port}/" if ":" in addr else f"https://{addr}:{self.el.port}/"
         ctx.fire(Event.CONFIRM_START)
         ctx.event(LOG_CONFIRM_START, f"push confirmation start, endpoint {endpoint}")
@@ -1385,12 +1461,12 @@ class SimpleRound:
             if url.scheme != "https":
                 return
             ans = await exchange(url, build_form_b(url, ctx.distribution_id, ctx.rs_key, [body]),
-                                 client, ctx.io_timeout)
+                                 client, ctx.io_timeout, **ctx.tls_args())
             if ans.status >= 400:
                 log.warning("confirmation start to %s: HTTP %d", url_s, ans.status)
                 return
             a = P.parse_confirmation_start_response(ans.body)
-        except (ProtocolError, OSError, ssl.SSLError, asyncio.TimeoutError) as e:
+        except NET_ERRORS as e:
             log.warning("confirmation start to %s failed: %s", url_s, e or type(e).__name__)
             return
         if a.result_code == 507:
@@ -1439,6 +1515,10 @@ class SimpleRound:
         except (OSError, ssl.SSLError, asyncio.TimeoutError, ConnectionError) as e:
             log.warning("https-simple connection failed: %s", e or type(e).__name__)
             if answer is not None:
+                if answer.transaction is not None and answer.transaction.method == "configure":
+                    # W 4.2: the device cannot know what the server saw of a configure-start
+                    self.ctx.trigger = "internal error(socket)"
+                    self.ls.stop(Err.EPULL)
                 self.el.dispatcher.finish(answer.transaction)
                 answer = None
         finally:
@@ -1472,11 +1552,11 @@ class SimpleRound:
             if url.scheme != "https":
                 return None
             ans = await exchange(url, build_form_b(url, ctx.distribution_id, ctx.rs_key, pieces),
-                                 ctx.client_ssl(), ctx.io_timeout)
+                                 ctx.client_ssl(), ctx.io_timeout, **ctx.tls_args())
             if ans.status >= 400:
                 return None
             return P.parse_done_response(ans.body, tr.method)
-        except (ProtocolError, OSError, ssl.SSLError, asyncio.TimeoutError) as e:
+        except NET_ERRORS as e:
             log.warning("%s-done to %s failed: %s", tr.method, url_s, e or type(e).__name__)
             return None
 

@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 APT_PKGS=(build-essential python3-dev python3-venv libssl-dev pkg-config
           gcc-arm-linux-gnueabihf gcc-mipsel-linux-gnu gcc-mips-linux-gnu qemu-user
           libc6-dev-armhf-cross libc6-dev-mipsel-cross libc6-dev-mips-cross
-          iproute2 procps)
+          iproute2 procps shellcheck)
 
 log() { printf '[bootstrap] %s\n' "$*" >&2; }
 

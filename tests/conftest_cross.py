@@ -158,21 +158,3 @@ def cross_stage(arch: str) -> ForeignPython:
 def foreign(request) -> ForeignPython:
     return cross_stage(request.param)
 
-
-class LoopThread:
-    """An asyncio loop in a thread (the push proxy lives there); ``call`` waits, bounded."""
-
-    def __init__(self):
-        import asyncio
-        self._asyncio = asyncio
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True,
-                                       name="cross-proxy-loop")
-        self.thread.start()
-
-    def call(self, coro, timeout: float = 60):
-        return self._asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)

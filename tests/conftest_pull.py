@@ -24,7 +24,10 @@ FAST = dict(ls_retry_max_factor=1, ls_retry_interval_factor=0.01, line_poll_inte
 def pull_pki(tmp_path_factory):
     """A CA and server certificate made once; each server gets a copy."""
     d = tmp_path_factory.mktemp("pull-pki")
-    Pki(str(d)).ensure(["127.0.0.1", "::1"])
+    pki = Pki(str(d)).ensure(["127.0.0.1", "::1"])
+    cert, key = pki.issue_sa(DIST)          # one SA credential for the session (RSA keygen is slow)
+    (d / "pki" / "sa.pem").write_text(cert)
+    (d / "pki" / "sa.key").write_text(key)
     return str(d / "pki")
 
 
@@ -40,6 +43,7 @@ def pull_server(tmp_path, pull_pki):
     s.add_device(DIST, LS_KEY, rs_key="rs-presharedkey-abcdef", service={"modules": [
         {"id": 1001, "version": "1.0.0", "info": "module-1001-location",
          "config": "hostname fake-sa\ninterface lan0 address 192.0.2.1/24\n"}]})
+    s.db.set_sa_credential(DIST, open(f"{pull_pki}/sa.pem").read(), open(f"{pull_pki}/sa.key").read())
     yield s
     s.stop()
 

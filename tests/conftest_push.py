@@ -216,9 +216,11 @@ class RecordingCallbacks(Callbacks):
 class DeviceHandle:
     """A device: method query, then the event loop in a thread."""
 
-    def __init__(self, pki: Pki, proxy: ProxyHandle, callbacks: Callbacks, port: int = 0, **kw):
+    def __init__(self, pki: Pki, proxy: ProxyHandle, callbacks: Callbacks, port: int = 0,
+                 dist: str = DIST, **kw):
         self.cb = callbacks
-        defaults = dict(distribution_id=DIST, rs_key=RS_KEY, rs_ca_pem=pki.ca_pem,
+        proxy.keys[dist] = RS_KEY
+        defaults = dict(distribution_id=dist, rs_key=RS_KEY, rs_ca_pem=pki.ca_pem,
                         sa_cert_pem=pki.sa_pem, sa_key_pem=pki.sa_key_pem,
                         pull_urls=[proxy.proxy.url], callbacks=callbacks,
                         description="push test device", rs_retry_max=2, rs_retry_interval=0.05,

@@ -267,8 +267,14 @@ def test_buildroot_init_scripts_start_console_scripts_that_setup_py_installs():
     inits = sorted(TREE.glob("package/*/S[0-9][0-9]*"))
     assert inits
     for init in inits:
-        assert os.access(init, os.X_OK), f"{init} is not executable"
+        # Buildroot's rule: the file is not executable in the tree, the .mk installs it 0755
+        # (checked in test_buildroot_every_installed_file_...), and it passes shellcheck.
+        assert not os.access(init, os.X_OK), f"{init}: Buildroot wants it not executable"
         subprocess.run(["sh", "-n", str(init)], check=True)
+        if shutil.which("shellcheck"):
+            r = subprocess.run(["shellcheck", "-s", "sh", str(init)], capture_output=True,
+                               text=True)
+            assert r.returncode == 0, r.stdout
         text = init.read_text()
         daemon = re.search(r'^DAEMON="([\w-]+)"$', text, re.M).group(1)
         assert init.name[3:] == daemon, f"{init.name}: DAEMON={daemon} does not match the name"
@@ -311,6 +317,18 @@ def test_buildroot_armsd_default_config_is_read_by_armsd_and_every_example_line_
     assert cfg.warnings == ()
     assert cfg.distribution_id and cfg.path_root_ca == "/etc/armsd/ca.pem"
     assert set(cfg.scripts) >= {"script-line-ctrl", "script-command", "script-reconfig"}
+
+
+def test_buildroot_bridge_default_config_is_read_by_the_bridge(tmp_path):
+    from bridge.config import load
+    text = mk_text(TREE / "package" / "broute-bridge")
+    src = re.search(r"\$\(@D\)/([\w.-]+)\s*\\?\s*\$\(TARGET_DIR\)/etc/broute-bridge.conf",
+                    re.sub(r"\\\n\s*", " ", text)).group(1)
+    cfg = load(str(REPO / "bridge" / src))
+    assert cfg is not None
+    default = (TREE / "package" / "broute-bridge" / "broute-bridge.default").read_text()
+    assert 'BROUTE_BRIDGE_ARGS="-c /etc/broute-bridge.conf"' in default
+    assert "ENABLED=no" in default   # no start with the sample's placeholder credentials
 
 
 def mk_define(text: str, name: str) -> list[str]:

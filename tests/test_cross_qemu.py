@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest_cross import REPO, ForeignPython, LoopThread, foreign  # noqa: F401  (fixture)
+from conftest_cross import REPO, ForeignPython, foreign  # noqa: F401  (fixture)
 
 pytestmark = [pytest.mark.cross, pytest.mark.slow]
 
@@ -106,64 +106,43 @@ print(s.stats.sent)
         assert MemUsage(0, 1 << 20, 3 << 20) in parsed.items   # 64-bit fields, big-endian
 
 
-def test_cross_agent_two_stage_pull_on_the_foreign_cpu_is_served_by_the_host(
-        foreign: ForeignPython, tmp_path):
-    needs("libarms/agent.py", "libarms/testserver/server.py")
-    from libarms.testserver.server import TestServer
-    did = DISTRIBUTION_ID[foreign.arch]
-    with TestServer(str(tmp_path / "server")) as srv:
-        srv.add_device(did, "ls-sa-key-x", service={
-            "modules": [{"id": 1, "version": "1.0", "config": f"hello from {foreign.arch}\n"}]})
-        dev = foreign.spawn({
-            "distribution_id": did, "ls_sa_key": "ls-sa-key-x", "ca_pem": srv.ca_path,
-            "initial_config": srv.initial_config(), "push": False, "pull_timeout": 120,
-            "agent_options": {"ls_retry_interval_factor": 0.1, "line_poll_interval": 0.05}},
-            cwd=tmp_path)
-        try:
-            start = dev.wait_event(lambda e: e["event"] == "start", 60, "start")
-            assert start["machine"] == MACHINE[foreign.arch] and start["core"] is True
-            dev.state("PULLDONE", 90)
-            cfg = dev.wait_event(lambda e: e["event"] == "config" and e["action"] == 1, 5,
-                                 "PULL_STORE_CONFIG")
-            assert cfg["data"] == f"hello from {foreign.arch}\n"
-            # From the server's side: the LS then the RS answered this device with 100.
-            ls = srv.wait_for_request(did, "rs-solicitation", timeout=5)
-            rs = srv.wait_for_request(did, "config-solicitation", timeout=5)
-            assert [r["result_code"] for r in ls] == [100]
-            assert [r["result_code"] for r in rs] == [100]
-            assert dev.proc.wait(timeout=30) == 0
-        finally:
-            dev.stop()
+def rest(svc, method: str, params: dict, wait: float = 60) -> dict:
+    """Start a push through the test server's REST API and wait (bounded) for its result."""
+    import requests
+    h = {"Authorization": f"Bearer {svc.token}"}
+    base = f"{svc.rest.url}/user/cross/request/{method}"
+    r = requests.post(base, json=params, headers=h, timeout=10)
+    assert r.status_code == 201, r.text
+    r = requests.get(f"{base}/{r.json()['id']}", params={"wait": wait}, headers=h,
+                     timeout=wait + 10)
+    doc = r.json()
+    assert doc["status"] == "done", doc
+    return doc
 
 
 def test_cross_agent_on_the_foreign_cpu_provisions_confirms_over_the_tunnel_runs_pushes_and_heartbeats(
         foreign: ForeignPython, tmp_path):
-    """The whole agent on the foreign CPU against the host: two-stage pull from the test server,
-    push confirmation over the https-tunnel of the push proxy, one md-command and one configure
-    with their results, and heartbeats verified by the test server's receiver."""
+    """The whole agent on the foreign CPU against the host's test server: two-stage pull,
+    push confirmation over the https-tunnel, one md-command and one configure through the REST
+    API with their results, and heartbeats verified by the server's receiver."""
     needs("libarms/agent.py", "libarms/push.py", "libarms/testserver/server.py",
-          "libarms/testserver/proxy.py", "libarms/testserver/heartbeat.py", "csrc/build_core.py")
-    from libarms import Agent
-    if not hasattr(Agent, "push_context"):
-        pytest.skip("not merged yet: Agent.push_context() (the pull -> push hand-over)")
-    from libarms.protocol import push as P
+          "libarms/testserver/pushservice.py", "libarms/testserver/heartbeat.py",
+          "csrc/build_core.py")
     from libarms.testserver.heartbeat import HeartbeatReceiver
-    from libarms.testserver.proxy import PushProxy
+    from libarms.testserver.pushservice import PushService
     from libarms.testserver.server import TestServer
 
     did = DISTRIBUTION_ID[foreign.arch]
     with TestServer(str(tmp_path / "server")) as srv:
         rx = HeartbeatReceiver()
         srv.add_component(rx)
-        lt = LoopThread()
-        proxy = PushProxy(srv.ssl_context(), lambda d: srv.db.location(d)["rs_key"],
-                          methods=("https-tunnel",), echo_interval=30)
-        lt.call(proxy.start())
+        svc = PushService(str(tmp_path / "server"), methods=("https-tunnel",), echo_interval=30,
+                          connect_timeout=60, push_timeout=60)
+        srv.add_component(svc)
         srv.add_device(did, "ls-sa-key-x", service={
             "modules": [{"id": 1, "version": "1.0", "info": "mod1", "config": "boot config\n"}],
             "heartbeat": [{"host": "127.0.0.1", "port": rx.port, "passphrase": HB_PASSPHRASE,
-                           "interval": 1}],
-            "rs_pull_urls": [proxy.url]})
+                           "interval": 1}]})
         dev = foreign.spawn({
             "distribution_id": did, "ls_sa_key": "ls-sa-key-x", "ca_pem": srv.ca_path,
             "initial_config": srv.initial_config(), "push": True, "pull_timeout": 120,
@@ -178,26 +157,27 @@ def test_cross_agent_on_the_foreign_cpu_provisions_confirms_over_the_tunnel_runs
             assert [r["result_code"] for r in srv.wait_for_request(did, "rs-solicitation")] == [100]
             assert [r["result_code"] for r in
                     srv.wait_for_request(did, "config-solicitation")] == [100]
-            # Push confirmation over the tunnel: the proxy sees the device reachable through it.
-            lt.call(proxy.wait_reachable(did, 90), 100)
-            device = proxy.device(did)
+            # Push confirmation over the tunnel: the proxy holds a confirmed tunnel.
+            svc.call(svc.proxy.wait_reachable(did, 90), 100)
+            device = svc.proxy.device(did)
             assert device.confirmations >= 1
             assert any(t.confirmed and not t.closed for t in device.tunnels)
             dev.state("PUSH_WAIT", 30)
-            # One md-command: the answer names the foreign CPU it ran on.
-            out = lt.call(proxy.push(did, "md-command", P.md_command_body(1, "show version"),
-                                     timeout=60), 70)
-            assert out.via == "tunnel" and out.result_code == 100
-            assert out.response.modules == (
-                P.ModuleResult(1, 100, f"{MACHINE[foreign.arch]} ran: show version".encode()),)
-            # One configure, with its result (asynchronous: start 100, then done 100).
-            body = P.configure_body([P.ModuleInfo(1, "1.1", "mod1")], [(1, "hostname cross")])
-            out = lt.call(proxy.push(did, "configure", body, timeout=60), 70)
-            assert out.via == "tunnel" and out.result_code == 100
-            assert out.done is not None and out.done.result_code == 100
+            # One md-command through the REST API: the answer names the CPU it ran on.
+            doc = rest(svc, "md-command", {"code": did, "module": 1, "command": "show version"})
+            assert doc["via"] == "tunnel" and doc["resultCode"] == 100
+            assert doc["results"] == [{"module": 1, "result": 100, "encoding": "plain",
+                                       "data": f"{MACHINE[foreign.arch]} ran: show version"}]
+            # One configure with its result (asynchronous on the device: start, then done).
+            doc = rest(svc, "configure", {"code": did,
+                                          "modules": [{"id": 1, "version": "1.1", "info": "mod1"}],
+                                          "configs": [{"id": 1, "data": "hostname cross"}]})
+            assert doc["via"] == "tunnel" and doc["resultCode"] == 100, doc
             stored = dev.wait_event(lambda e: e["event"] == "config" and e["action"] == 2, 10,
                                     "PUSH_STORE_CONFIG")
             assert stored["data"] == "hostname cross"
+            dev.wait_event(lambda e: e["event"] == "config" and e["action"] == 3, 10,
+                           "PUSH_EXEC_STORED_CONFIG")
             # Heartbeats, verified (HMAC with the RS-given passphrase) by the server's receiver.
             assert rx.wait_for(did, count=2, timeout=60), rx.counters
             assert rx.latest_metrics(did)["cpu_usage/0"]["utilization"] == 37
@@ -206,7 +186,62 @@ def test_cross_agent_on_the_foreign_cpu_provisions_confirms_over_the_tunnel_runs
             dev.stop()
             print("device events:", *dev.events, sep="\n  ")       # shown when the test fails
             print("device stderr:", dev.stderr[-6000:])
-            try:
-                lt.call(proxy.stop(), 10)
-            finally:
-                lt.close()
+
+
+def test_cross_armsd_on_qemu_arm_provisions_serves_a_hook_and_stops_cleanly_on_sigterm(tmp_path):
+    """armsd itself (what the Buildroot image starts) on the ARM CPU: provisioning, the tunnel,
+    an md-command answered by its script-command hook, heartbeats from its Linux statistics
+    collector, and SIGTERM ending it with exit status 0 and the state saved."""
+    needs("libarms/daemon/main.py", "libarms/testserver/pushservice.py",
+          "libarms/testserver/heartbeat.py", "csrc/build_core.py")
+    import signal
+    import subprocess
+
+    from conftest_cross import Device, cross_stage
+    from libarms.testserver.heartbeat import HeartbeatReceiver
+    from libarms.testserver.pushservice import PushService
+    from libarms.testserver.server import TestServer
+
+    foreign = cross_stage("armhf")
+    did = "0001-0000-0000-0000-0000-0000-00A7-0D01"
+    with TestServer(str(tmp_path / "server")) as srv:
+        rx = HeartbeatReceiver()
+        srv.add_component(rx)
+        svc = PushService(str(tmp_path / "server"), methods=("https-tunnel",), echo_interval=30,
+                          connect_timeout=60, push_timeout=60)
+        srv.add_component(svc)
+        srv.add_device(did, "armsd-ls-key", service={
+            "modules": [{"id": 1, "version": "1", "info": "one", "config": "hostname v1\n"}],
+            "heartbeat": [{"host": "127.0.0.1", "port": rx.port, "passphrase": HB_PASSPHRASE,
+                           "interval": 1}]})
+        (tmp_path / "initial-config").write_text(srv.initial_config())
+        hook = tmp_path / "command"
+        hook.write_text('#!/bin/sh\nprintf "armsd hook ran %s for module %s" "$(cat "$2")" "$1"'
+                        ' > "$3"\n')
+        hook.chmod(0o755)
+        conf = tmp_path / "armsd.conf"
+        conf.write_text("\n".join(f"{k}: {v}" for k, v in {
+            "distribution-id": did, "ls-sa-key": "armsd-ls-key", "path-root-ca": srv.ca_path,
+            "path-iconfig": tmp_path / "initial-config", "path-work-dir": tmp_path / "work",
+            "path-state-cache": tmp_path / "state", "script-command": hook,
+            "hb-traffic-if0": "lo"}.items()) + "\n")
+        proc = subprocess.Popen(foreign.argv("-m", "libarms.daemon.main", "-f", str(conf), "-v"),
+                                env=foreign.env(), cwd=tmp_path, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, start_new_session=True)
+        dev = Device(proc)
+        try:
+            assert [r["result_code"] for r in
+                    srv.wait_for_request(did, "config-solicitation", timeout=90)] == [100]
+            svc.call(svc.proxy.wait_reachable(did, 90), 100)
+            doc = rest(svc, "md-command", {"code": did, "module": 1, "command": "show arch"})
+            assert doc["via"] == "tunnel" and doc["resultCode"] == 100
+            assert doc["results"][0]["data"] == "armsd hook ran show arch for module 1"
+            assert rx.wait_for(did, count=2, timeout=60), rx.counters
+            metrics = rx.latest_metrics(did)
+            assert metrics["mem_usage/0"]["used"] > 0      # the collector read /proc on "ARM"
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=60) == 0
+            assert (tmp_path / "state").stat().st_size > 0
+        finally:
+            dev.stop()
+            print("armsd stderr:", dev.stderr[-6000:])

@@ -188,7 +188,7 @@ def test_status_and_clear_failures_are_errors(tmp_path, hooks):
 def test_unconfigured_request_hooks_are_reported_as_not_supported(tmp_path, hooks):
     cb = make(tmp_path)
     assert not cb.supports("get_status") and not cb.supports("md_command")
-    assert not cb.supports("clear_status")
+    assert not cb.supports("clear_status") and not cb.supports("app_event")
     assert cb.supports("read_config") and cb.supports("hb_store_statistics")
     assert make(tmp_path, {"script-command": hooks.make("c")}).supports("md_command")
 

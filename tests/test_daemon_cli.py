@@ -95,3 +95,13 @@ def test_syslog_gets_one_datagram_per_event_with_daemon_facility(tmp_path):
     assert any(m.startswith("<30>armsd[") and "armsd version" in m for m in msgs)
     assert any(m.startswith("<27>armsd[") and "path-root-ca" in m for m in msgs)
     assert all(f"[{DISTID} INITIAL]" in m for m in msgs)
+
+
+def test_unusable_work_directory_exits_1_with_its_path(tmp_path):
+    (tmp_path / "plainfile").write_text("")
+    conf = tmp_path / "armsd.conf"
+    conf.write_text(f"distribution-id: {DISTID}\npath-work-dir: plainfile/work\n"
+                    f"path-root-ca: {tmp_path / 'ca.pem'}\n")
+    r = run(["-f", str(conf)])
+    assert r.returncode == 1
+    assert "plainfile/work" in r.stderr and "Traceback" not in r.stderr

@@ -112,3 +112,8 @@ def test_sample_config_parses_without_warnings():
     cfg = load_config(SAMPLE)
     assert cfg.warnings == ()
     assert cfg.distribution_id
+
+
+def test_a_hook_timeout_not_below_the_callback_limit_is_warned_about():
+    cfg = parse_config("distribution-id: 1-2-3-4-5-6-7-8\ntimeout: 90\n", source="t.conf")
+    assert cfg.timeout == 90 and any("t.conf:2" in w and "60 s" in w for w in cfg.warnings)

@@ -131,3 +131,19 @@ def test_sigkill_while_a_new_config_is_applied_leaves_the_old_one_then_restart_a
         third.stop()
     assert running.read_text() == new_config          # new, complete
     assert not os.listdir(tmp_path / "work" / "tmp")
+
+
+def test_line_passwords_reach_the_line_hook_but_never_the_log(conf, hooks, server):
+    server.db.set_location(DISTID, lines=[{"type": "pppoe", "ifindex": 3, "account": "u@isp",
+                                           "password": "rs-line-secret"}])
+    d = Armsd(conf, "-v")                     # debug: every hook command line is logged
+    try:
+        d.wait_for("pull done", 60)
+    finally:
+        d.signal(signal.SIGTERM)
+        d.wait(60)
+        d.stop()
+    assert f"[connect][pppoe][3][u@isp][rs-line-secret] env={DISTID}" in hooks.calls("line")
+    log = "\n".join(d.lines)
+    assert "hook script-line-ctrl: run" in log and "u@isp ***" in log
+    assert "rs-line-secret" not in log and LS_KEY not in log

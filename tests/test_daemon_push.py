@@ -13,7 +13,7 @@ pytest.importorskip("libarms.testserver.pushservice", reason="needs the push ser
 pytest.importorskip("libarms.testserver.heartbeat", reason="needs the heartbeat receiver merged")
 
 import requests  # noqa: E402
-from conftest_daemon import DISTID, Armsd, hooks, write_conf  # noqa: E402,F401
+from conftest_daemon import DISTID, Armsd, closed_port, hooks, write_conf  # noqa: E402,F401
 
 from libarms.testserver.heartbeat import HeartbeatReceiver  # noqa: E402
 from libarms.testserver.pushservice import PushService  # noqa: E402
@@ -25,9 +25,9 @@ OLD = "hostname v1\n"
 
 
 class Server:
-    def __init__(self, state_dir):
+    def __init__(self, state_dir, methods=("https-tunnel",)):
         self.srv = ArmsTestServer(state_dir).start()
-        self.push = PushService(state_dir, token=TOKEN, methods=("https-tunnel",),
+        self.push = PushService(state_dir, token=TOKEN, methods=methods,
                                 echo_interval=5, push_timeout=20)
         self.srv.add_component(self.push)
         self.rx = HeartbeatReceiver()
@@ -106,7 +106,8 @@ def stop_armsd(d, expect=0):
 
 
 def test_push_wait_over_a_tunnel_with_heartbeats_and_sigterm_stops_cleanly(conf, server, tmp_path):
-    d = Armsd(conf())
+    # PYTHONPROFILEIMPORTTIME: armsd reports every module it imports on its stderr
+    d = Armsd(conf(), env=dict(os.environ, PYTHONPROFILEIMPORTTIME="1"))
     try:
         d.wait_for("-> PUSH_WAIT", 60)
         assert server.rx.wait_for(DISTID, count=2, timeout=30)
@@ -120,6 +121,10 @@ def test_push_wait_over_a_tunnel_with_heartbeats_and_sigterm_stops_cleanly(conf,
     assert "stopped by SIGTERM" in log and "heartbeat stopped" in log
     assert "state saved" in log
     assert LS_KEY not in "\n".join(d.lines)
+    # the steady path stays light: no requests, no cryptography (RSS budget, issue 5)
+    imported = {ln.rsplit("|", 1)[-1].strip() for ln in d.lines if ln.startswith("import time:")}
+    assert "ssl" in imported
+    assert not {m for m in imported if m.split(".")[0] in ("requests", "cryptography")}
 
 
 def test_rest_pushes_are_answered_by_the_hooks_and_a_hanging_hook_times_out(conf, server,
@@ -240,3 +245,90 @@ def test_reboot_push_runs_the_reboot_hook_and_exits_4(conf, server, hooks):
         d.stop()
     assert hooks.calls("reboot") == [f" env={DISTID}"]
     assert hooks.calls("stop") == [f"[1] env={DISTID}"]
+
+
+def test_pull_config_push_stops_the_modules_and_pulls_again_in_process(conf, server, hooks):
+    d = Armsd(conf())
+    try:
+        d.wait_for("-> PUSH_WAIT", 60)
+        mark = d.mark()
+        server.request("pull-config", pullType="RS")
+        d.wait_for("pull requested: stopping the modules and pulling again", 60, start=mark)
+        d.wait_for("-> PUSH_WAIT", 60, start=mark)          # back in push wait, same process
+        assert hooks.calls("stop") == [f"[1] env={DISTID}"]
+        assert "Skip LS access" in "\n".join(d.lines[mark:])  # RS pull: the LS is skipped
+    finally:
+        stop_armsd(d)
+
+
+def test_exit_on_pull_leaves_with_exit_6(conf, server):
+    d = Armsd(conf(), "--exit-on-pull")
+    try:
+        d.wait_for("-> PUSH_WAIT", 60)
+        server.request("pull-config", pullType="LS")
+        assert d.wait(60) == 6
+    finally:
+        d.stop()
+
+
+def test_ping_traceroute_dump_debug_clear_status_and_heartbeat_hooks(conf, server, hooks):
+    d = Armsd(conf(
+        script_ping=hooks.make("ping", 'echo "$2 packets transmitted, 1 received, 66% loss"'),
+        script_traceroute=hooks.make("trace", "echo ' 1 192.0.2.1 0.1 ms'; "
+                                              "echo ' 2 198.51.100.7 0.2 ms'"),
+        script_debug=hooks.make("debug", 'echo "debug from hook" > "$2"'),
+        script_heartbeat=hooks.make("hb", "echo 'cpu_usage 0 42'; echo 'mem_usage 0 1000 2000'"),
+        script_clear=hooks.make("clear", 'printf "cleared %s: %s" "$1" "$(cat "$2")" > "$3"'),
+        script_status=""))                   # no status hook: the server gets 505
+    try:
+        d.wait_for("-> PUSH_WAIT", 60)
+        ping = server.request("ping", address="127.0.0.1", count=3, size=56)
+        assert ping["status"] == "done" and ping["resultCode"] == 100, ping
+        assert (ping["success"], ping["failure"]) == (1, 2)
+        assert hooks.calls("ping") == [f"[127.0.0.1][3][56] env={DISTID}"]
+        trace = server.request("traceroute", address="127.0.0.1", count=2, maxhop=5)
+        assert trace["resultCode"] == 100, trace
+        assert trace["hops"] == [{"hop": 1, "address": "192.0.2.1"},
+                                 {"hop": 2, "address": "198.51.100.7"}]
+        assert hooks.calls("trace") == [f"[127.0.0.1][2][5] env={DISTID}"]
+        dump = server.request("dump-debug")
+        assert dump["resultCode"] == 100, dump
+        assert hooks.calls("debug")[0].startswith("[0][")
+        assert "debug from hook" in json.dumps(dump)
+        clear = server.request("clear-status", modules=[1], parameter="counters")
+        assert clear["resultCode"] == 100, clear
+        assert hooks.calls("clear")[0].startswith("[1][")
+        assert "cleared 1: counters" in json.dumps(clear)
+        # script-heartbeat replaces the built-in collector
+        have = server.rx.counters.get("accepted", 0)
+        assert server.rx.wait_for(DISTID, count=have + 1, timeout=30)
+        m = server.rx.latest_metrics(DISTID)
+        assert m["cpu_usage/0"]["utilization"] == 42 and m["mem_usage/0"]["used"] == 1000
+        assert "disk_usage/0" not in m
+        status = server.request("read-status", modules=[1])
+        assert 505 in [status["resultCode"]] + [r["result"] for r in status["results"]], status
+    finally:
+        stop_armsd(d)
+
+
+def test_https_simple_mode_listens_on_the_configured_push_port(tmp_path, hooks):
+    server = Server(str(tmp_path / "server"), methods=("https-simple",))
+    try:
+        ic = tmp_path / "initial-config"
+        ic.write_text(server.srv.initial_config(retry_interval=1, retry_max=1))
+        port = closed_port()
+        path = write_conf(tmp_path / "armsd.conf", distribution_id=DISTID, ls_sa_key=LS_KEY,
+                          path_root_ca=server.srv.ca_path, path_iconfig=str(ic),
+                          path_work_dir=str(tmp_path / "work"),
+                          path_state_cache=str(tmp_path / "state"),
+                          script_command=hooks.make("cmd", COMMAND))
+        d = Armsd(path, "-p", str(port))
+        try:
+            d.wait_for("-> PUSH_WAIT", 60)
+            res = server.request("md-command", module=1, command="over simple")
+            assert res["via"] == "simple" and res["results"][0]["data"] == "ran over simple on 1\n"
+            assert f":{port}" in "\n".join(d.lines)       # the listener is on -p's port
+        finally:
+            stop_armsd(d)
+    finally:
+        server.stop()

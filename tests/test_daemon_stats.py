@@ -106,3 +106,26 @@ def test_dummy_statistics_cover_every_metric_type():
     DummyStats(seed=1).collect(hb)
     assert {c[0] for c in hb.calls} == set(RecordingHeartbeat.NAMES)
     assert len(hb.by_name("cpu_usage")) == 4 and len(hb.by_name("traffic_count")) == 3
+
+
+def test_collectors_fill_a_real_heartbeat_datagram(tmp_path):
+    import pytest
+    hbmod = pytest.importorskip("libarms.heartbeat")
+    from libarms.protocol.heartbeat import parse_packet, verify_packet
+    if not hbmod.HAVE_CORE:
+        pytest.skip("C core not built")
+    items = hbmod.HeartbeatItems("0001-0000-0000-0000-0000-0000-0000-0001")
+    DummyStats(seed=3).collect(items)
+    data = items.build("pass")
+    assert verify_packet(data, "pass")
+    kinds = [type(i).__name__ for i in parse_packet(data).items]
+    assert kinds.count("CpuUsage") == 4 and kinds.count("TrafficCount") == 3
+    assert "RadioWave" in kinds
+    items = hbmod.HeartbeatItems("0001-0000-0000-0000-0000-0000-0000-0001")
+    stats = LinuxStats(disks=["/"], interfaces=["lo"])
+    stats.collect(items)
+    sum(i * i for i in range(100_000))
+    items.clear()                     # each heartbeat starts empty (as the sender does)
+    stats.collect(items)
+    kinds = [type(i).__name__ for i in parse_packet(items.build("pass")).items]
+    assert "MemUsage" in kinds and "DiskUsage" in kinds

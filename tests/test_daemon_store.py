@@ -120,3 +120,22 @@ def test_sigkill_during_config_swaps_leaves_old_or_new_never_half(tmp_path, kill
         if st.exists(kind, 1):
             assert st.read(kind, 1) in versions, f"{kind} config is half written"
     assert st.read("running", 1) in versions
+
+
+def test_a_second_armsd_on_the_same_work_directory_is_refused(tmp_path):
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import sys
+        from libarms.daemon.modules import ModuleStore
+        ModuleStore({str(tmp_path)!r}).prepare()
+        print("locked", flush=True)
+        sys.stdin.read()
+        """)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(OSError, match=f"another armsd \\(pid {holder.pid}\\)"):
+            ModuleStore(str(tmp_path)).prepare()
+    finally:
+        holder.stdin.close()
+        holder.wait(30)
+        holder.stdout.close()
+    ModuleStore(str(tmp_path)).prepare()       # free again once the holder is gone

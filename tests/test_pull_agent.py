@@ -1,7 +1,5 @@
 """The two-stage pull end to end: real TLS on loopback against the test server."""
 
-import datetime
-
 import pytest
 
 from conftest_pull import (DIST, LS_KEY, Recorder, closed_port, make_agent, new_server,  # noqa: F401
@@ -36,6 +34,9 @@ def test_two_stage_pull_switches_lines_in_order_and_delivers_the_config(pull_ser
     assert c.sa_cert_pem.startswith("-----BEGIN CERTIFICATE-----") and c.sa_key_pem
     assert c.rs_pull_urls == [pull_server.rs_url] and c.rs_pull_1st == 0
     assert c.proposed_push_port == 10443 and c.push_addresses == ["127.0.0.1"]
+    assert a.get_rs_url() == [pull_server.rs_url] and a.get_rsinfo() == ["127.0.0.1"]
+    assert (a.get_proposed_push_port(), a.get_proposed_push_timeout()) == (10443, 60)
+    assert a.get_ls_url() == [pull_server.ls_url] and a.get_hbtinfo() == [] and a.get_rs_tunnel_url() == []
     served = [(r["role"], r["type"], r["trig"]) for r in pull_server.db.requests(DIST)]
     assert served == [("ls", "rs-solicitation", "power on boot"),
                       ("rs", "config-solicitation", "power on boot")]
@@ -107,6 +108,7 @@ def test_rs_that_keeps_failing_sends_the_agent_back_to_the_ls(pull_server):
 
 
 @pytest.mark.parametrize("code,err", [(503, Err.EREBOOT), (501, Err.EDONTRETRY), (502, Err.EPULL),
+                                      (507, Err.EREBOOT), (508, Err.EREBOOT), (599, Err.EREBOOT),
                                       (201, Err.EREBOOT)])
 def test_ls_stop_results_end_the_pull_with_the_documented_code(pull_server, code, err):
     pull_server.db.set_location(DIST, result=code)
@@ -439,7 +441,7 @@ def test_rs_signed_by_another_ca_than_the_ls_rs_certificate_is_refused(tmp_path,
         cb = Recorder()
         a = make_agent(pull_server, cb)
         with pytest.raises(ArmsError) as e:
-            a.pull(timeout=3)
+            a.pull(timeout=1.5)
         assert e.value.code == Err.ETIMEOUT                  # RS refused, LS again, ... until the timeout
         assert any(c == 106 and rogue.rs_url in m for c, m in cb.logs), cb.log_text()
         assert rogue.db.requests(DIST) == [] and a.ctx.sa_cert_pem is None
@@ -463,3 +465,108 @@ def test_a_module_dropped_by_the_rs_is_removed_on_the_next_pull(pull_server):
     cb.events.clear()
     a.end()
     assert [e for e in cb.events if e[0] == "config"] == [("config", 1, "REMOVE_MODULE", 3)]
+
+
+def test_the_agent_does_not_import_cryptography_or_requests():
+    import subprocess
+    import sys
+    code = ("import sys, libarms.agent; bad = [m for m in ('cryptography', 'requests', 'tempfile') "
+            "if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_wrong_ls_key_fails_with_a_message_that_says_what_to_check(pull_server):
+    a = make_agent(pull_server, retry_max=0)
+    a.register_authkey("not-the-key")
+    with pytest.raises(ArmsError) as e:
+        a.pull()
+    assert e.value.code == Err.EMAXRETRY
+    assert "HTTP 401" in str(e.value) and "LS-SA key" in str(e.value)
+    assert [r["http_status"] for r in pull_server.db.requests(DIST)] == [401]
+
+
+@pytest.mark.parametrize("code,err", [(501, Err.EDONTRETRY), (508, Err.EREBOOT), (201, Err.EREBOOT)])
+def test_rs_stop_results_end_the_pull_with_the_documented_code(pull_server, code, err):
+    pull_server.db.set_service(DIST, result=code)
+    a = make_agent(pull_server)
+    with pytest.raises(ArmsError) as e:
+        a.pull()
+    assert e.value.code == err and a.state == State.BOOT_FAIL
+
+
+def test_binary_config_arrives_decoded_from_base64(pull_server):
+    import base64
+    blob = bytes(range(256)) * 3
+    pull_server.db.set_service(DIST, modules=[{"id": 9, "version": "b", "info": "bin",
+                                               "config_b64": base64.b64encode(blob).decode()}])
+    cb = Recorder()
+    make_agent(pull_server, cb).pull(fragment=500)
+    assert b"".join(c[4] for c in cb.configs) == blob and [c[5] for c in cb.configs] == [1, 2]
+
+
+def _c_state_blob(abi, bo, endpoint, urls, ca, key, lines, current, last_line=0):
+    """A libarms 5.33 arms_dump_state blob laid out from the spec's offset table (§2.11)."""
+    import hashlib
+    import struct
+    o = {"lp64": dict(size=29456, ll=(144, "q"), lines=152, num=2472, last=2476, key=2480, rs=2545,
+                      cur=29432, res=29436),
+         "ilp32": dict(size=29448, ll=(140, "i"), lines=144, num=2464, last=2468, key=2472, rs=2537,
+                       cur=29424, res=29428)}[abi]
+    b = bytearray(o["size"])
+    struct.pack_into(bo + "I", b, 0, 2)
+    b[4:4 + len(endpoint)] = endpoint.encode()
+    struct.pack_into(bo + "ii", b, 132, 3, 1)
+    struct.pack_into(bo + o["ll"][1], b, o["ll"][0], 45)
+    for i, (t, ifindex, ident, pw) in enumerate(lines):
+        base = o["lines"] + i * 464
+        struct.pack_into(bo + "ii", b, base, t, ifindex)
+        b[base + 8:base + 8 + len(ident)] = ident.encode()
+        b[base + 44:base + 44 + len(pw)] = pw.encode()
+    struct.pack_into(bo + "ii", b, o["num"], len(lines), last_line)
+    b[o["key"]:o["key"] + len(key)] = key.encode()
+    for i, u in enumerate(urls):
+        base = o["rs"] + i * 5377
+        b[base:base + len(u)] = u.encode()
+        b[base + 257:base + 257 + len(ca)] = ca.encode()
+    struct.pack_into(bo + "ii", b, o["cur"], current, 0)
+    b[-16:] = hashlib.md5(bytes(b[:-16])).digest()
+    return bytes(b)
+
+
+@pytest.mark.parametrize("abi,bo", [("lp64", "<"), ("ilp32", ">")])
+def test_restore_state_reads_a_c_libarms_blob_and_starts_at_its_rs(pull_server, abi, bo):
+    dead = f"https://127.0.0.1:{closed_port()}/rs.cgi"
+    blob = _c_state_blob(abi, bo, pull_server.rs_url, [dead, pull_server.rs_url], pull_server.ca_pem,
+                         "rs-presharedkey-abcdef", [(2, 1, "user@isp", "secret"), (3, 2, "", "")],
+                         current=1, last_line=1)
+    cb = Recorder()
+    a = make_agent(pull_server, cb)
+    a.restore_state(blob)
+    assert a.ctx.rs_lines[0] == Line(LineType.PPPOE, 1, pppoe_id="user@isp", pppoe_pass="secret")
+    assert (a.ctx.ll_timeout, a.ctx.rs_retry_max, a.ctx.rs_retry_interval) == (45, 3, 1)
+    a.pull()
+    assert cb.states() == ["RSPULL", "PULLDONE"]
+    assert [e[2:4] for e in cb.events if e[:2] == ("line", "CONNECT")] == [("DHCP", 2)]   # last good line
+    assert [r["type"] for r in pull_server.db.requests(DIST)] == ["config-solicitation"]
+    bad = bytearray(blob)
+    bad[200] ^= 1
+    with pytest.raises(ArmsError) as e:
+        make_agent(pull_server).restore_state(bytes(bad))
+    assert e.value.code == Err.EINVAL and "MD5" in str(e.value)
+
+
+def test_agent_survives_garbage_answers_from_ls_and_rs(pull_server):
+    import random
+    rnd = random.Random(2026)
+    good = b"<arms-message><arms-response type=\"rs-solicitation\"><result-code>100</result-code>"
+    bodies = [bytes(rnd.randrange(256) for _ in range(rnd.randrange(1, 300))) for _ in range(8)]
+    bodies += [good[:rnd.randrange(len(good))] for _ in range(4)]
+    bodies += [good + bytes(rnd.randrange(32, 127) for _ in range(50)) for _ in range(4)]
+    pull_server.db.set_location(DIST, rs_retry_interval=0)
+    a = make_agent(pull_server)
+    for i, junk in enumerate(bodies):
+        pull_server.set_override("/arms.cgi" if i % 2 else "/rs.cgi", raw=junk, times=1)
+        a.ctx.forget_rs()                       # every pull starts at the LS
+        a.pull()
+        assert a.state == State.PULLDONE, i

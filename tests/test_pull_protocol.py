@@ -248,3 +248,34 @@ def test_any_initial_config_text_parses_or_raises_config_error(text):
     except ConfigError:
         return
     assert 1 <= len(c.ls_urls) <= 4
+
+
+_word = st.text(alphabet=st.characters(min_codepoint=0x21, max_codepoint=0x7E,
+                                       blacklist_characters=";{}"), min_size=1, max_size=20)
+
+
+@st.composite
+def lines(draw):
+    t = draw(st.sampled_from([LineType.PPPOE, LineType.PPPOE_IPV6, LineType.DHCP, LineType.MOBILE,
+                              LineType.STATIC, LineType.RA]))
+    kw = {}
+    if t in (LineType.PPPOE, LineType.PPPOE_IPV6, LineType.MOBILE):
+        kw.update(pppoe_id=draw(_word), pppoe_pass=draw(_word))
+    if t == LineType.MOBILE:
+        kw.update(telno=draw(_word), cid=draw(st.integers(0, 99)), apn=draw(_word), pdp="ip")
+    if t in (LineType.MOBILE, LineType.STATIC):
+        kw["ipaddr"] = draw(_word)
+    return Line(t, draw(st.integers(0, 999)), **kw)
+
+
+@given(st.lists(lines(), max_size=5))
+@settings(max_examples=100, deadline=None)
+def test_location_config_round_trips_any_lines(ls):
+    assert parse_location_config(build_location_config(ls)).lines == tuple(ls)
+
+
+@given(st.integers(0, 0xFFFF), st.integers(0, 0xFFFFFFFF), st.integers(0, 0xFFFF), st.integers(0, 2**64 - 1))
+def test_distribution_id_round_trips_text_and_bytes(v, vendor, t, code):
+    d = DistributionId(v, vendor, t, code)
+    assert DistributionId.parse(str(d)) == d == DistributionId.from_bytes(d.to_bytes())
+    assert len(str(d)) == 39 and str(d) == str(d).upper()

@@ -17,10 +17,15 @@ from libarms import Agent, State
 
 
 def run_cli(state, cmd, *args):
-    r = subprocess.run([sys.executable, "-m", "libarms.testserver", cmd, "--state-dir", str(state), *args],
-                       capture_output=True, text=True, timeout=60)
-    assert r.returncode == 0, r.stderr
-    return r.stdout
+    """The editing subcommands, in this process (the server itself runs as a subprocess)."""
+    import contextlib
+    import io
+    from libarms.testserver.cli import main
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        rc = main([cmd, "--state-dir", str(state), *args])
+    assert rc == 0
+    return out.getvalue()
 
 
 def wait_ready(proc, timeout=30.0):
@@ -99,6 +104,8 @@ def test_tls_1_0_is_accepted_only_behind_the_legacy_switch(tmp_path, pull_pki, l
         else:
             with pytest.raises((ssl.SSLError, ConnectionResetError)):
                 _tls10_handshake(s.ls_port)
+            s.wait_until(lambda: bool(s.handshake_failures))     # noted by the server thread
+            assert s.handshake_failures[0][0] == "ls"
     finally:
         s.stop()
 

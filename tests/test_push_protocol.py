@@ -343,3 +343,127 @@ def test_url_parser_limits():
     for bad in ("https://example.net/", "https://[2001:db8::1]x", "gopher://1.2.3.4/", "https://1.2.3.4/" + "a" * 90):
         with pytest.raises(ProtocolError):
             P.parse_url(bad)
+
+
+# -- whole streams: our framing and HTTP heads == the captured bytes --------------------------
+
+def _ids(name: str) -> int:
+    return int(re.match(rb"[0-9a-f]+;id=(\d+)", (V / "tunnel" / name).read_bytes()).group(1))
+
+
+def test_device_tunnel_stream_rebuilt_byte_for_byte():
+    from libarms.transport.simple import build_tunnel_head
+    from libarms.transport.tunnel import ECHO_REQUEST_CHUNK, END_CHUNK, frame_message
+    url = P.parse_url("https://127.0.0.1:15443/tunnel.cgi")
+    key = "rs-presharedkey-abcdef"
+    rs_tid = _tid(tunnel_pieces("16-tunnel-c2s-read-status-start-response.chunks")[0])
+    ping_tid = _tid(tunnel_pieces("20-tunnel-c2s-ping-start-response.chunks")[0])
+    messages = [
+        ("09-tunnel-c2s-push-confirmation-start-request.chunks", [P.build_confirmation_start_request(DIST, DESC, "https-tunnel")]),
+        ("12-tunnel-c2s-push-confirmation-done-response.chunks", P.build_confirmation_done_response(70001)),
+        ("14-tunnel-c2s-md-command-response.chunks", P.build_md_command_response(100, 1001, "md_command(id=1001): done")),
+        ("16-tunnel-c2s-read-status-start-response.chunks", P.build_start_response("read-status", rs_tid, 100)),
+        ("17-tunnel-c2s-read-status-done-request.chunks", P.build_done_request(
+            "read-status", DIST, DESC, rs_tid, 100, P.status_report_pieces(1001, 100, "id=1001: get_status_cb() result"))),
+        ("20-tunnel-c2s-ping-start-response.chunks", P.build_start_response("ping", ping_tid, 100)),
+        ("21-tunnel-c2s-ping-done-request.chunks", P.build_done_request("ping", DIST, DESC, ping_tid, 100, P.ping_done_pieces(3, 0))),
+    ]
+    stream = build_tunnel_head(url, DIST, key)
+    assert stream == (V / "tunnel/07-tunnel-open-request.http").read_bytes()
+    for name, pieces in messages:
+        framed = frame_message(pieces, _ids(name))
+        assert framed == (V / "tunnel" / name).read_bytes(), name
+        stream += framed
+    stream += ECHO_REQUEST_CHUNK
+    assert ECHO_REQUEST_CHUNK == (V / "tunnel/23-tunnel-c2s-echo-request.chunks").read_bytes()
+    stream += frame_message(P.build_sync_response("reboot", 100), _ids("26-tunnel-c2s-reboot-response.chunks"))
+    stream += END_CHUNK
+    assert stream == (V / "tunnel/tunnel-stream-c2s.raw").read_bytes()
+
+
+def test_server_tunnel_stream_parses_to_the_devices_view():
+    from libarms.transport.tunnel import ChunkDecoder, ChunkKind, MessageAssembler
+    raw = (V / "tunnel/tunnel-stream-s2c.raw").read_bytes()
+    head, _, rest = raw.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200")
+    dec, asm = ChunkDecoder(65536), MessageAssembler()
+    msgs, echoes = [], 0
+    for c in dec.feed(rest):
+        if c.kind is ChunkKind.ECHO_RESPONSE:
+            echoes += 1
+        elif c.kind is ChunkKind.DATA:
+            m = asm.feed(c)
+            if m is not None:
+                msgs.append(P.parse_message(m))
+    assert echoes == 1
+    assert [(m.kind, m.type) for m in msgs] == [
+        ("response", "push-confirmation-start"), ("request", "push-confirmation-done"),
+        ("request", "md-command"), ("request", "read-status-start"), ("response", "read-status-done"),
+        ("request", "ping-start"), ("response", "ping-done"), ("request", "reboot")]
+
+
+def test_simple_mode_http_messages_rebuilt_byte_for_byte():
+    from libarms.transport.simple import build_form_b, build_sa_error, build_sa_response
+    url = P.parse_url("https://127.0.0.1:15443/rs.cgi")
+    key = "rs-presharedkey-abcdef"
+    f17 = (V / "simple/17-read-status-done-request.http").read_bytes()
+    tid = _tid(f17)
+    assert build_form_b(url, DIST, key, P.build_done_request(
+        "read-status", DIST, DESC, tid, 100, P.status_report_pieces(1001, 100, "id=1001: get_status_cb() result"))) == f17
+    assert build_form_b(url, DIST, key, [P.build_confirmation_start_request(
+        DIST, DESC, "https-simple", "https://127.0.0.1:10443/")]) == \
+        (V / "simple/07-push-confirmation-start-request.http").read_bytes()
+    for name, pieces in [("10-sa-push-confirmation-done-response.http", P.build_confirmation_done_response()),
+                         ("12-sa-push-md-command-response.http", P.build_md_command_response(100, 1001, "md_command(id=1001): done")),
+                         ("24-sa-push-reboot-response.http", P.build_sync_response("reboot", 100))]:
+        assert build_sa_response(pieces) == (V / "simple" / name).read_bytes(), name
+    assert build_sa_error(400, chunked=True) == \
+        (V / "simple/14-sa-push-md-command-chunked-rejected-response.http").read_bytes()
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.integers(min_value=1, max_value=400), max_size=30))
+def test_incremental_parsers_give_the_same_result_for_any_split(cuts):
+    from libarms.transport.simple import ResponseReader, SimpleRequestParser
+    from libarms.transport.tunnel import ChunkDecoder, ChunkKind, MessageAssembler
+
+    def slices(data):
+        out, pos = [], 0
+        for c in cuts:
+            out.append(data[pos:pos + c])
+            pos += c
+        out.append(data[pos:])
+        return [s for s in out if s]
+
+    req = (V / "simple/11-sa-push-md-command-request.http").read_bytes()
+    p = SimpleRequestParser(DIST, "rs-presharedkey-abcdef", 65536)
+    for s in slices(req):
+        p.feed(s)
+    assert p.result.status == 200 and P.parse_push_request(p.result.body, DIST).params.command == b"show version"
+    rr = ResponseReader()
+    for s in slices((V / "simple/17-read-status-done-request.http").read_bytes().replace(b"POST /rs.cgi HTTP/1.1", b"HTTP/1.1 200 OK")):
+        rr.feed(s)
+    assert P.read_push_answer(rr.answer().body).modules[0].data == b"id=1001: get_status_cb() result"
+    raw = (V / "tunnel/tunnel-stream-c2s.raw").read_bytes().split(b"\r\n\r\n", 1)[1]
+    dec, asm, n = ChunkDecoder(65536), MessageAssembler(), 0
+    for s in slices(raw):
+        for c in dec.feed(s):
+            if c.kind is ChunkKind.DATA and asm.feed(c) is not None:
+                n += 1
+    assert n == 8 and dec.ended
+
+
+def test_tunnel_assembler_bounds_open_messages_and_bytes():
+    from libarms.transport.tunnel import ChunkDecoder, MessageAssembler
+    from libarms.transport.tunnel import encode_chunk
+    asm = MessageAssembler(max_message=1000)
+    dec = ChunkDecoder(65536)
+    with pytest.raises(ProtocolError, match="open at once"):
+        for i in range(1, 100):
+            for c in dec.feed(encode_chunk(b"<arms-message>", i, False)):
+                asm.feed(c)
+    asm = MessageAssembler(max_message=1000)
+    with pytest.raises(ProtocolError, match="exceed"):
+        for i in range(1, 30):
+            for c in dec.feed(encode_chunk(b"x" * 100, 1000 + i, False)):
+                asm.feed(c)

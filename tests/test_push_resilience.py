@@ -9,7 +9,6 @@ import pytest
 from libarms.callbacks import ConfigAction
 from libarms.errors import Err
 from libarms.protocol import push as P
-from libarms.states import State
 from libarms.testserver.proxy import PushFailed
 from tests.conftest_push import (DIST, RecordingCallbacks, free_port, make_device,  # noqa: F401
                                  make_proxy, pki, wait_for)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import requests
@@ -21,6 +21,7 @@ class _Svc:
 
     def __init__(self, svc):
         self.proxy = svc.proxy
+        self.keys: dict = {}        # the service's key table is fixed at start (DIST only)
 
 
 @pytest.fixture
@@ -63,6 +64,14 @@ def test_async_methods_through_rest(service, make_device):
         ("traceroute", {"address": "192.0.2.7"}, lambda d: d["hops"][-1] == {"hop": 2, "address": "192.0.2.7"}),
         ("read-status", {"modules": [1]}, lambda d: d["results"][0]["data"] == "status of 1: "),
         ("read-module-list", {}, lambda d: d["modules"][0]["id"] == 1),
+        ("clear-status", {"modules": [1]}, lambda d: d["results"][0]["data"] == "counters cleared"),
+        ("read-storage", {"storage": "candidate"}, lambda d: d["results"][0]["data"] == "config 1 candidate"),
+        ("dump-debug", {}, lambda d: d["results"][0]["data"] == "debug: all fine"),
+        ("check-transaction", {}, lambda d: d["transactions"][0] == 0),
+        ("md-command", {"module": 2, "command": base64.b64encode(b"bin").decode(), "base64": True},
+         lambda d: d["results"][0]["encoding"] == "base64"),
+        ("configure", {"modules": [{"id": 1, "version": "2"}], "configs": [{"id": 1, "data": "hostname r"}]},
+         lambda d: d["transactionId"] is not None),
     ]:
         r = requests.post(api(service, method), json=dict(body, code=DIST), headers=H, timeout=10)
         doc = requests.get(api(service, f"{method}/{r.json()['id']}"), params={"wait": 10}, headers=H, timeout=20).json()

@@ -136,3 +136,49 @@ def test_client_certificate_outside_the_rs_ca_is_refused(simple):
             pass
     assert out == b""
     assert not dev.done.is_set()          # the reboot was not executed
+
+
+@pytest.mark.parametrize("method", ["https-simple", "https-tunnel"])
+def test_push_over_ipv6_loopback(make_proxy, make_device, method):
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6")
+    try:
+        socket.create_server(("::1", 0), family=socket.AF_INET6).close()
+    except OSError:
+        pytest.skip("no ::1 on this host")
+    proxy = make_proxy(methods=(method,), host="::1", public_host="::1", echo_interval=5)
+    dev = make_device(proxy, port=free_port(), listen_host="::1").start()
+    proxy.wait_reachable()
+    assert dev.ctx.sa_address == "::1"
+    if method == "https-simple":
+        assert proxy.proxy.device(DIST).endpoint == f"https://[::1]:{dev.port}/"
+    assert proxy.push("md-command", P.md_command_body(1, "v6")).response.modules[0].data == b"ran v6 on 1"
+
+
+def test_captured_server_requests_get_the_captured_answers_from_our_listener(make_proxy, make_device, pki):
+    """simple/09, 11, 15, 23 sent as captured to our listener: answers equal 10, 12, 16, 24
+    (the transaction id of 16 is random: compared with it substituted)."""
+    import re
+    from pathlib import Path
+    V = Path("/work/shared/vectors/libarms-5.33/simple")
+
+    class Sample(RecordingCallbacks):
+        def md_command(self, module_id, command):
+            return f"md_command(id={module_id}): done"
+
+        def get_status(self, module_id, request):
+            return f"id={module_id}: get_status_cb() result"
+    proxy = make_proxy(methods=("https-simple",))
+    dev = make_device(proxy, Sample(), port=free_port()).start()
+    proxy.wait_reachable()
+    for req, want in [("09-sa-push-confirmation-done-request.http", "10-sa-push-confirmation-done-response.http"),
+                      ("11-sa-push-md-command-request.http", "12-sa-push-md-command-response.http"),
+                      ("15-sa-push-read-status-start-request.http", "16-sa-push-read-status-start-response.http"),
+                      ("23-sa-push-reboot-request.http", "24-sa-push-reboot-response.http")]:
+        got = raw_request(pki, dev.port, (V / req).read_bytes())
+        exp = (V / want).read_bytes()
+        m = re.search(rb"<transaction-id>(\d+)</transaction-id>", got)
+        if m and b"read-status" in want.encode():
+            exp = re.sub(rb"<transaction-id>\d+</transaction-id>", m.group(0), exp)
+        assert got == exp, req
+    assert dev.wait() == Err.EREBOOT

@@ -160,3 +160,125 @@ def test_app_event_pull_ends_the_loop_and_push_reconfirms(make_proxy, make_devic
     dev = make_device(proxy, App(), app_event_interval=0.3).start()
     assert dev.wait() == Err.EPULL
     assert proxy.confirmations() >= 2      # EPUSH re-ran the confirmation before EPULL ended it
+
+
+def test_tunnel_through_web_proxy_and_simple_not_offered(make_proxy, make_device):
+    from tests.conftest_pull import ConnectProxy
+    web = ConnectProxy()
+    try:
+        proxy = make_proxy(methods=("https-simple", "https-tunnel"), echo_interval=5)
+        dev = make_device(proxy, https_proxy=web.url).start()
+        proxy.wait_reachable()
+        assert proxy.push("md-command", P.md_command_body(1, "via proxy")).via == "tunnel"
+        port = proxy.proxy.port
+        assert all(r.startswith(f"CONNECT 127.0.0.1:{port} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
+                   for r in web.requests) and len(web.requests) >= 2   # method query + tunnel
+        mq = [e for e, _ in proxy.proxy.events if e == "method-query"]
+        assert mq and dev.ctx.methods == ("https-simple", "https-tunnel")
+    finally:
+        web.close()
+
+
+def test_big_config_and_big_output_span_many_chunks(make_proxy, make_device):
+    class Big(RecordingCallbacks):
+        def md_command(self, module_id, command):
+            return "x" * 50_000 if command == b"big-text" else bytes(range(256)) * 200
+    proxy = make_proxy(methods=("https-tunnel",), echo_interval=5)
+    cb = Big()
+    make_device(proxy, cb).start()
+    proxy.wait_reachable()
+    cfg = bytes(range(256)) * 400                      # 100 KiB binary config
+    out = proxy.push("configure", P.configure_body([P.ModuleInfo(1, "2")], [(1, cfg)]))
+    assert out.done.result_code == 100
+    assert [c[3] for c in cb.calls if c[0] == "config" and c[2] == ConfigAction.PUSH_STORE_CONFIG] == [cfg]
+    out = proxy.push("md-command", P.md_command_body(1, "big-text"))
+    assert out.response.modules[0].data == b"x" * 50_000
+    out = proxy.push("md-command", P.md_command_body(1, "big-bin"))
+    assert out.response.modules[0].data == bytes(range(256)) * 200 and out.response.modules[0].binary
+
+
+def test_proxy_holds_tunnels_of_many_devices_and_pushes_to_each(make_proxy, make_device):
+    import asyncio
+    proxy = make_proxy(methods=("https-tunnel",), echo_interval=5)
+    dists = [f"0001-0000-0000-0000-0000-0000-0000-{i:04X}" for i in range(1, 13)]
+    for d in dists:
+        make_device(proxy, dist=d).start()
+
+    async def all_devices():
+        for d in dists:
+            await proxy.proxy.wait_reachable(d, 20)
+        return await asyncio.gather(*(proxy.proxy.push(d, "md-command", P.md_command_body(1, d), timeout=20)
+                                      for d in dists))
+    outs = proxy.lt.call(all_devices(), 60)
+    assert [o.response.modules[0].data for o in outs] == [f"ran {d} on 1".encode() for d in dists]
+
+
+def test_operations_in_flight_show_in_check_transaction_while_a_callback_runs(make_proxy, make_device):
+    import asyncio
+    import threading
+
+    class SlowPing(RecordingCallbacks):
+        gate = threading.Event()
+        started = threading.Event()
+
+        def ping(self, dst, count, size):
+            self.started.set()
+            self.gate.wait(20)
+            return super().ping(dst, count, size)
+    proxy = make_proxy(methods=("https-tunnel",), echo_interval=5)
+    cb = SlowPing()
+    make_device(proxy, cb).start()
+    proxy.wait_reachable()
+    from tests.conftest_push import DIST as D
+
+    async def scenario():
+        ping = asyncio.ensure_future(proxy.proxy.push(D, "ping", P.ping_body("192.0.2.1", 2, 56), timeout=20))
+        while not cb.started.is_set():
+            await asyncio.sleep(0.01)
+        listed = await proxy.proxy.push(D, "check-transaction", timeout=10)
+        modules = await proxy.proxy.push(D, "read-module-list", timeout=10)
+        cb.gate.set()
+        return listed, modules, await ping
+    listed, modules, ping = proxy.lt.call(scenario(), 40)
+    assert ping.response.transaction_id in listed.response.transaction_ids
+    assert modules.result_code == 100 and ping.done.success == 2
+
+
+def test_callbacks_api_version_4_makes_the_loop_run_the_method_query(make_proxy, make_device):
+    from libarms import push
+
+    class Old(RecordingCallbacks):
+        version = 4
+    proxy = make_proxy(methods=("https-tunnel",), echo_interval=5)
+    dev = make_device(proxy, Old())
+    import threading
+    t = threading.Thread(target=lambda: setattr(dev, "result", push.event_loop(dev.ctx)), daemon=True)
+    dev.thread = t
+    t.start()
+    proxy.wait_reachable()
+    assert dev.ctx.methods == ("https-tunnel",)
+    proxy.push("reboot")
+    t.join(15)
+    dev.done.set()
+    assert dev.result == Err.EREBOOT
+
+
+def test_several_tunnels_are_independent(make_proxy, make_device):
+    a = make_proxy(methods=("https-tunnel",), echo_interval=5)
+    b = make_proxy(methods=("https-tunnel",), echo_interval=5)
+    a.proxy.extra_tunnel_urls.append(b.proxy.tunnel_url)
+    dev = make_device(a).start()
+    a.wait_reachable()
+    b.wait_reachable()
+    assert dev.ctx.tunnel_urls == (a.proxy.tunnel_url, b.proxy.tunnel_url)
+    a.proxy.refuse_tunnels = True
+    a.lt.call(_cut(a))
+    # tunnel 0 is down and being retried; tunnel 1 still carries pushes
+    assert b.push("md-command", P.md_command_body(1, "via b")).response.modules[0].data == b"ran via b on 1"
+    a.proxy.refuse_tunnels = False
+    a.wait_reachable(15)
+    assert a.push("md-command", P.md_command_body(1, "via a")).result_code == 100
+
+
+async def _cut(h):
+    h.proxy.cut_tunnels(DIST)

@@ -19,7 +19,8 @@ config PUSH_EXEC_STORED       ``script-reconfig <id> <newversion> <newinfo> <can
 config PUSH_REVERT_CONFIG     each module of the failed commit: backup becomes running again,
                               then ``script-reconfig <id> <version> <info> <backupfile>``.
 config REMOVE_MODULE          ``script-stop <id>``, module files deleted.
-state                         ``script-state-changed <OLD> <NEW>`` (exit ignored).
+state                         ``script-state-changed <OLD> <NEW>`` (exit ignored; run on a
+                              thread of its own, in order, never holding up the agent).
 get_status / clear_status     ``script-status|script-clear <id> <requestfile> <resultfile>``;
                               non-zero/timeout = error for that module. Not configured = 505.
 md_command                    ``script-command <id> <requestfile> <resultfile>``; non-zero exit =
@@ -157,7 +158,7 @@ class ArmsdCallbacks(Callbacks):
 
     # -- helpers -----------------------------------------------------------------------------
 
-    def _hook(self, key: str, args=(), **kw) -> Optional[HookResult]:
+    def run_hook(self, key: str, args=(), **kw) -> Optional[HookResult]:
         path = self.cfg.script(key)
         if not path:
             return None
@@ -179,6 +180,8 @@ class ArmsdCallbacks(Callbacks):
             return bool(cfg.script("script-clear"))
         if name == "md_command":
             return bool(cfg.script("script-command"))
+        if name == "app_event":       # no script: no timer, no wake-ups
+            return bool(cfg.script("script-app-event"))
         if name == "ping":
             return bool(cfg.script("script-ping") or shutil.which("ping"))
         if name == "traceroute":
@@ -205,11 +208,12 @@ class ArmsdCallbacks(Callbacks):
             args += [line.pppoe_id, line.pppoe_pass, line.telno, str(line.cid), line.apn, line.pdp]
             secrets.append(line.pppoe_pass)
         self.redact.add(*secrets)
-        res = self._hook("script-line-ctrl", args, secrets=secrets)
+        res = self.run_hook("script-line-ctrl", args, secrets=secrets,
+                            normal_codes=tuple(LINE_EXIT_CODES))
         if res.status == "failed" and res.returncode in LINE_EXIT_CODES:
             status = LINE_EXIT_CODES[res.returncode]
-            log.info("line %s %s(ifindex %d): %s", _ACTION_WORDS[action], word, line.ifindex,
-                     status.name)
+            log.info("line %s %s ifindex %d: %s (script-line-ctrl exit %d)",
+                     _ACTION_WORDS[action], word, line.ifindex, status.name, res.returncode)
             return status
         raise HookError(f"script-line-ctrl {_ACTION_WORDS[action]} {word}: {res.describe()} "
                         "(expected exit 128..132)")
@@ -252,7 +256,7 @@ class ArmsdCallbacks(Callbacks):
     def _pull_store(self, module_id: int, version: str, info: str, data: bytes) -> None:
         tmp = self.store.new_tmp(data)
         try:
-            res = self._hook("script-start", [str(module_id), version, info, tmp])
+            res = self.run_hook("script-start", [str(module_id), version, info, tmp])
             if res is not None and not res.ok:
                 log.warning("module %d: script-start %s (ignored, as armsd does)",
                             module_id, res.describe())
@@ -273,7 +277,7 @@ class ArmsdCallbacks(Callbacks):
         failed = []
         for mid in ids:
             version, info = self._pending_meta.get(mid, ("", ""))
-            res = self._hook("script-reconfig", [str(mid), version, info,
+            res = self.run_hook("script-reconfig", [str(mid), version, info,
                                                  self.store.path("candidate", mid)])
             if res is not None and res.status == "failed" and res.returncode == 128:
                 log.info("module %d: script-reconfig asks for a module sync (reboot)", mid)
@@ -300,7 +304,7 @@ class ArmsdCallbacks(Callbacks):
                 errors.append(f"module {mid}: no backup config")
                 continue
             meta = self.store.meta.get(mid, {})
-            res = self._hook("script-reconfig", [str(mid), meta.get("version", ""),
+            res = self.run_hook("script-reconfig", [str(mid), meta.get("version", ""),
                                                  meta.get("info", ""),
                                                  self.store.path("backup", mid)])
             log.info("module %d: rolled back to the backup config%s", mid,
@@ -318,7 +322,7 @@ class ArmsdCallbacks(Callbacks):
         log.info("module %d removed", module_id)
 
     def stop_module(self, module_id: int) -> None:
-        res = self._hook("script-stop", [str(module_id)])
+        res = self.run_hook("script-stop", [str(module_id)])
         if res is not None and not res.ok:
             log.warning("module %d: script-stop %s (ignored)", module_id, res.describe())
 
@@ -383,7 +387,7 @@ class ArmsdCallbacks(Callbacks):
         req = self.store.new_tmp(request or b"")
         res_path = self.store.new_tmp(b"")
         try:
-            res = self._hook(key, [str(module_id), req, res_path])
+            res = self.run_hook(key, [str(module_id), req, res_path])
             try:
                 with open(res_path, "rb") as f:
                     out = f.read(MAX_RESULT_SIZE)
@@ -420,7 +424,7 @@ class ArmsdCallbacks(Callbacks):
         except ValueError:
             raise HookError(f"ping destination {dst!r} is not a numeric address") from None
         if self.cfg.script("script-ping"):
-            res = self._hook("script-ping", [dst, str(count), str(size)], capture_stdout=True)
+            res = self.run_hook("script-ping", [dst, str(count), str(size)], capture_stdout=True)
         else:
             prog = shutil.which("ping6" if family == 6 else "ping") or shutil.which("ping")
             if not prog:
@@ -443,7 +447,7 @@ class ArmsdCallbacks(Callbacks):
         except ValueError:
             raise HookError(f"traceroute address {addr!r} is not a numeric address") from None
         if self.cfg.script("script-traceroute"):
-            res = self._hook("script-traceroute", [addr, str(count), str(maxhop)],
+            res = self.run_hook("script-traceroute", [addr, str(count), str(maxhop)],
                              capture_stdout=True)
         else:
             prog = shutil.which("traceroute")
@@ -468,7 +472,7 @@ class ArmsdCallbacks(Callbacks):
             return None
         res_path = self.store.new_tmp(b"")
         try:
-            res = self._hook("script-debug", ["0", res_path])
+            res = self.run_hook("script-debug", ["0", res_path])
             if not res.ok:
                 raise HookError(f"script-debug {res.describe()}")
             with open(res_path, "rb") as f:
@@ -477,7 +481,7 @@ class ArmsdCallbacks(Callbacks):
             self.store.discard(res_path)
 
     def app_event(self) -> int:
-        res = self._hook("script-app-event")
+        res = self.run_hook("script-app-event")
         if res is None or res.ok:
             return 0
         log.info("script-app-event %s: line status changed, redoing the push confirmation",
@@ -487,7 +491,7 @@ class ArmsdCallbacks(Callbacks):
     def hb_store_statistics(self, hb) -> None:
         cfg = self.cfg
         if cfg.script("script-heartbeat"):
-            res = self._hook("script-heartbeat", capture_stdout=True)
+            res = self.run_hook("script-heartbeat", capture_stdout=True)
             if res.ok:
                 apply_hook_output(hb, res.stdout.decode("ascii", "replace"))
             else:

@@ -192,6 +192,10 @@ def parse_config(text: str, source: str = "<config>", base_dir: str = "/") -> Da
                 v = _float(value, key)
                 if v <= 0:
                     raise ConfigError(f"{key} must be positive")
+                if key == "timeout" and v >= 60:
+                    warnings.append(f"{where(n)}: timeout {v:g} s is not below the agent's 60 s "
+                                    "callback limit: the server may get an error while the "
+                                    "hook still runs")
                 values[key.replace("-", "_")] = v
             elif key in ("binary", "hb-dummy"):
                 values[key.replace("-", "_")] = _int(value, key)

@@ -12,7 +12,9 @@ Contract (``spec/arms-agent.md`` §5.4, kept by this runner for every hook):
   and ``timeout-kill`` seconds later SIGKILL: a hanging hook never hangs armsd.
 * Outcomes: ``ok`` (exit 0), ``failed`` (non-zero exit; a hook that cannot be executed counts as
   exit 127, like armsd), ``timeout``, ``error`` (could not start for another reason).
-* Only one hook runs at a time: callbacks run one after the other on the agent's thread.
+* Callback hooks run one at a time (the agent calls its callbacks one after the other);
+  ``script-state-changed`` runs on a thread of its own, in order, so a slow one never holds
+  up the agent (its exit status is ignored anyway).
 
 Secrets given as arguments (PPPoE passwords) are replaced by ``***`` in every log line.
 """
@@ -94,8 +96,10 @@ class HookRunner:
         self.current: Optional[subprocess.Popen] = None
 
     def run(self, key: str, path: str, args: Sequence[str] = (), *, secrets: Sequence[str] = (),
-            capture_stdout: bool = False, timeout: Optional[float] = None) -> HookResult:
-        """Run ``path args...``; never raises for anything the hook does."""
+            capture_stdout: bool = False, timeout: Optional[float] = None,
+            normal_codes: Sequence[int] = ()) -> HookResult:
+        """Run ``path args...``; never raises for anything the hook does. Exit codes in
+        ``normal_codes`` are answers, not failures (the line hook's 128..132): logged at debug."""
         argv = [path, *[str(a) for a in args]]
         hidden = sorted((s for s in secrets if s), key=len, reverse=True)
 
@@ -148,10 +152,10 @@ class HookRunner:
         rc = proc.returncode
         if rc < 0:
             log.warning("hook %s: killed by signal %d: %s", key, -rc, shown)
-        elif rc:
+        elif rc and rc not in normal_codes:
             log.info("hook %s: exit %d: %s", key, rc, shown)
         else:
-            log.debug("hook %s: exit 0 in %.3f s", key, elapsed)
+            log.debug("hook %s: exit %d in %.3f s", key, rc, elapsed)
         return HookResult(key, "ok" if rc == 0 else "failed", rc,
                           out if capture_stdout else b"", elapsed)
 

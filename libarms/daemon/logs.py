@@ -45,7 +45,9 @@ def setup_logging(distribution_id: str, tracker, redact: Redactor, *, level: str
     handler: logging.Handler
     use_syslog = False
     if logfile:
-        handler = logging.FileHandler(logfile, mode="a", encoding="utf-8")
+        # Reopened when logrotate moves the file away.
+        from logging.handlers import WatchedFileHandler
+        handler = WatchedFileHandler(logfile, mode="a", encoding="utf-8")
     elif syslog and os.path.exists(syslog_socket):
         from logging.handlers import SysLogHandler   # only when used: pulls in pickle, queue
         handler = SysLogHandler(address=syslog_socket, facility=SysLogHandler.LOG_DAEMON)

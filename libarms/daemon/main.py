@@ -256,7 +256,12 @@ class Armsd:
             log.warning("%s", w)
         os.environ["ARMS_DISTRIBUTION_ID"] = cfg.distribution_id
         self._install_signals()
-        self.store.prepare()
+        try:
+            self.store.prepare()
+        except OSError as e:
+            log.error("work directory %s unusable: %s (set path-work-dir or -b)",
+                      cfg.path_work_dir, e)
+            return EXIT_CONFIG
         try:
             self.agent = self._make_agent()
         except (ConfigError, ArmsError) as e:
@@ -303,7 +308,7 @@ class Armsd:
         log.info("pull done")
         self._save_state()
         self.callbacks.prune_after_pull()
-        res = self.callbacks._hook("script-post-pull")
+        res = self.callbacks.run_hook("script-post-pull")
         if res is not None and not res.ok:
             log.error("script-post-pull %s: taking the reboot path", res.describe())
             return int(Err.EREBOOT)
@@ -376,7 +381,7 @@ class Armsd:
         self._end_agent()
         self.callbacks.flush_state_hooks()
         if reboot_script:
-            res = self.callbacks._hook("script-reboot")
+            res = self.callbacks.run_hook("script-reboot")
             if res is not None:
                 log.info("script-reboot %s", res.describe())
         log.info("exit %d", code)
@@ -489,6 +494,9 @@ def main(argv=None) -> int:
     except ConfigError as e:
         log.error("%s", e)
         return EXIT_CONFIG
+    except Exception as e:      # last resort: one log line and the "boot fail" exit code
+        log.exception("armsd failed unexpectedly: %s", e)
+        return EXIT_BOOTFAIL
     finally:
         if daemon.pidfile is not None:
             daemon.pidfile.remove()

@@ -32,6 +32,9 @@ KINDS = ("running", "candidate", "backup", "startup")
 #: Largest module config armsd accepts (a pull or push config bigger than this is refused).
 MAX_CONFIG_SIZE = 8 * 1024 * 1024
 
+#: Work directories whose lock this process holds: realpath -> fd.
+_HELD_LOCKS: dict = {}
+
 
 class ModuleStore:
     def __init__(self, base: str):
@@ -43,9 +46,12 @@ class ModuleStore:
     # -- set-up ------------------------------------------------------------------------------
 
     def prepare(self) -> None:
-        """Create the directories (0755) and drop what a killed armsd left in tmp/."""
-        for d in [self.base, self.tmpdir] + [self._dir(k) for k in KINDS]:
+        """Create the directories, take the work directory's lock (one armsd per directory)
+        and drop what a killed armsd left in tmp/."""
+        for d in [self.base] + [self._dir(k) for k in KINDS]:
             os.makedirs(d, mode=0o755, exist_ok=True)
+        os.makedirs(self.tmpdir, mode=0o700, exist_ok=True)   # request/result files
+        self._lock()
         left = 0
         for name in os.listdir(self.tmpdir):
             try:
@@ -58,6 +64,24 @@ class ModuleStore:
         if left:
             log.info("removed %d temporary file(s) left by an interrupted run", left)
         self.meta = self._load_meta()
+
+    def _lock(self) -> None:
+        import fcntl
+        key = os.path.realpath(self.base)
+        if key in _HELD_LOCKS:           # this process holds it already
+            return
+        path = os.path.join(self.base, ".lock")
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            owner = os.read(fd, 32).decode("ascii", "replace").strip() or "?"
+            os.close(fd)
+            raise OSError(f"in use by another armsd (pid {owner}); give each instance its "
+                          "own path-work-dir") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, b"%d\n" % os.getpid())
+        _HELD_LOCKS[key] = fd        # held (and released by the kernel) for the process life
 
     def _dir(self, kind: str) -> str:
         return os.path.join(self.base, f"{kind}-config")

@@ -8,11 +8,14 @@ Examples::
     arms-testserver set-service --state-dir /tmp/ts DISTID --module 1001:1.0.0:info=config.txt
     arms-testserver initial-config --state-dir /tmp/ts > initial-config
     arms-testserver requests --state-dir /tmp/ts
-    arms-testserver serve --state-dir /tmp/ts --heartbeat-port 16000   # + UDP heartbeat receiver
+    arms-testserver serve --state-dir /tmp/ts --heartbeat-port 16000   # fixed heartbeat port
     arms-testserver heartbeats --state-dir /tmp/ts
     arms-testserver request md-command --state-dir /tmp/ts --device DISTID --module 1 'show status'
 
-The subcommands other than ``serve`` edit the SQLite file directly; a running server sees the
+``serve`` runs the LS, the RS, the push proxy and tunnel endpoint, the REST API, the UDP
+heartbeat receiver, the readings collector and the web dashboard (``dashboard_url`` in the JSON
+line it prints; the bearer token is in STATE_DIR/push-service.json). The subcommands other
+than ``serve`` edit the SQLite file directly; a running server sees the
 change on the next request.
 """
 
@@ -30,7 +33,6 @@ import threading
 from ..protocol.distid import DistributionId
 from ..errors import ConfigError
 from .db import Database, UnknownDevice
-from .server import TestServer
 
 LINE_TYPES = ("pppoe", "pppoe-ipv6", "dhcp", "mobile", "static", "ra")
 
@@ -91,39 +93,34 @@ def _heartbeat(text: str) -> dict:
 
 
 def cmd_serve(args) -> int:
-    srv = TestServer(args.state_dir, host=args.host, ls_port=args.ls_port, rs_port=args.rs_port,
-                     legacy_tls=args.legacy_tls)
-    from .pushservice import PushService
-    push = PushService(args.state_dir, token=args.rest_token, proxy_port=args.proxy_port,
-                       rest_port=args.rest_port, methods=args.push_methods.split(","),
-                       echo_interval=args.echo_interval)
-    srv.add_component(push)
+    from .stack import ServeStack
+    try:
+        stack = ServeStack(args.state_dir, host=args.host, ls_port=args.ls_port,
+                           rs_port=args.rs_port, legacy_tls=args.legacy_tls,
+                           push_methods=args.push_methods.split(","), proxy_port=args.proxy_port,
+                           rest_port=args.rest_port, rest_token=args.rest_token,
+                           echo_interval=args.echo_interval, heartbeat=not args.no_heartbeat,
+                           heartbeat_port=args.heartbeat_port or 0,
+                           heartbeat_interval=args.heartbeat_interval,
+                           collector_token=args.collector_token)
+    except ValueError as e:
+        print(f"arms-testserver: {e}", file=sys.stderr)
+        return 2
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *a: stop.set())
     signal.signal(signal.SIGINT, lambda *a: stop.set())
-    rx = None
     try:
-        srv.start()
-        if args.heartbeat_port is not None:
-            from .heartbeat import HeartbeatReceiver
-            rx = HeartbeatReceiver(host=args.host, port=args.heartbeat_port)
-            srv.add_component(rx)
+        info = stack.start()
     except OSError as e:
-        srv.stop()
         print(f"arms-testserver: cannot listen: {e}", file=sys.stderr)
         return 2
-    info = {"ls_url": srv.ls_url, "rs_url": srv.rs_url, "ca": srv.ca_path,
-            "legacy_tls": srv.legacy_tls, "pid": os.getpid(),
-            "proxy_url": push.proxy.url, "rest_url": push.rest.url}
-    if rx is not None:
-        info["heartbeat"] = f"{args.host}:{rx.port}"
     if args.ready_file:
         from .._atomic import write_atomic
         write_atomic(args.ready_file, (json.dumps(info) + "\n").encode(), 0o644)
     print(json.dumps(info), flush=True)
     while not stop.wait(3600):
         pass
-    srv.stop()
+    stack.stop()
     return 0
 
 
@@ -177,6 +174,10 @@ def cmd_set_service(args) -> int:
         ch["modules"] = args.module
     if args.heartbeat:
         ch["heartbeat"] = args.heartbeat
+    elif args.no_heartbeat:
+        ch["heartbeat"] = []
+    elif args.default_heartbeat:
+        ch["heartbeat"] = None
     if args.rs_pull_url:
         ch["rs_pull_urls"] = args.rs_pull_url
     if args.push_address:
@@ -224,7 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
     def sd(sp):
         sp.add_argument("--state-dir", required=True, help="directory with the CA, the SQLite db and logs")
 
-    s = sub.add_parser("serve", help="run the LS and RS until SIGTERM/SIGINT")
+    s = sub.add_parser("serve", help="run the LS, RS, push proxy, REST API, heartbeat receiver, "
+                                     "readings collector and dashboard until SIGTERM/SIGINT")
     sd(s)
     s.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     s.add_argument("--ls-port", type=int, default=0, help="LS port (default: any free port)")
@@ -233,9 +235,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also accept TLS 1.0 (the real libarms 5.33 client); refused otherwise")
     s.add_argument("--ready-file", help="write the URLs as JSON here once listening")
     s.add_argument("--heartbeat-port", type=int, metavar="PORT",
-                   help="also receive heartbeats on this UDP port (0: any free port); they are "
-                        "checked with the passphrases of each device's service config and stored "
-                        "in STATE_DIR/heartbeats.db (see the 'heartbeats' command)")
+                   help="receive heartbeats on this UDP port (default: any free port); they are "
+                        "checked with the passphrases the RS handed out and stored in "
+                        "STATE_DIR/heartbeats.db (see the 'heartbeats' command). Devices whose "
+                        "service config sets no heartbeat server are told to send here")
+    s.add_argument("--heartbeat-interval", type=int, default=60, metavar="S",
+                   help="interval announced with this receiver (default 60 s)")
+    s.add_argument("--no-heartbeat", action="store_true",
+                   help="run no heartbeat receiver (devices are told none unless configured)")
+    s.add_argument("--collector-token",
+                   help="a second bearer token that the readings collector accepts (for "
+                        "bridges), besides the REST token")
     s.add_argument("--push-methods", default="https-tunnel,https-simple",
                    help="push methods the proxy offers, in order of preference")
     s.add_argument("--proxy-port", type=int, default=0, help="tunnel/proxy port (default: any free port)")
@@ -272,7 +282,13 @@ def build_parser() -> argparse.ArgumentParser:
     sd(s)
     s.add_argument("distribution_id", type=_distid)
     s.add_argument("--module", action="append", type=_module, help="ID:VERSION:INFO[=CONFIG_FILE] (repeat)")
-    s.add_argument("--heartbeat", action="append", type=_heartbeat, help="HOST:PORT:PASSPHRASE:INTERVAL (repeat)")
+    hb = s.add_mutually_exclusive_group()
+    hb.add_argument("--heartbeat", action="append", type=_heartbeat,
+                    help="HOST:PORT:PASSPHRASE:INTERVAL (repeat; default: the serving "
+                         "process's own receiver)")
+    hb.add_argument("--no-heartbeat", action="store_true", help="announce no heartbeat server")
+    hb.add_argument("--default-heartbeat", action="store_true",
+                    help="back to the default (the serving process's own receiver)")
     s.add_argument("--rs-pull-url", action="append", help="rs-pull-server-url (repeat; default this RS)")
     s.add_argument("--push-address", action="append", help="rs-push-server-address (repeat)")
     s.add_argument("--push-port", type=int)

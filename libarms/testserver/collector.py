@@ -104,6 +104,22 @@ class CollectorStore:
         return [{"key": k, "kind": kd, "ts": ts, "value": json.loads(v), "source": s}
                 for k, kd, ts, v, s in self._conn().execute(sql, args).fetchall()]
 
+    def recent(self, device: str, limit: int = 50) -> list[dict]:
+        """The last ``limit`` readings of a device to arrive, newest first."""
+        rows = self._conn().execute(
+            "SELECT key, kind, ts, value, source, received FROM collector_readings WHERE device=? "
+            "ORDER BY rowid DESC LIMIT ?", (device, limit)).fetchall()
+        return [{"key": k, "kind": kd, "ts": ts, "value": json.loads(v), "source": s,
+                 "received": rc} for k, kd, ts, v, s, rc in rows]
+
+    def latest(self, device: str) -> dict[str, dict]:
+        """``{kind: reading}``: the reading with the greatest ``ts`` of every kind of a device."""
+        rows = self._conn().execute(
+            "SELECT kind, key, MAX(ts), value, source FROM collector_readings WHERE device=? "
+            "GROUP BY kind ORDER BY kind", (device,)).fetchall()
+        return {kd: {"key": k, "kind": kd, "ts": ts, "value": json.loads(v), "source": s}
+                for kd, k, ts, v, s in rows}
+
     def devices(self) -> list[dict]:
         rows = self._conn().execute(
             "SELECT device, COUNT(*), MAX(ts) FROM collector_readings GROUP BY device").fetchall()

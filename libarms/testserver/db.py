@@ -18,7 +18,8 @@ Service document (what the RS answers)::
 
     {"modules": [{"id": int, "version": str, "info": str, "config": str | null,
                   "config_b64": str | null}],
-     "heartbeat": [{"host": str, "port": int, "passphrase": str, "interval": int}],
+     "heartbeat": [{"host": str, "port": int, "passphrase": str, "interval": int}] | null
+                   (null: the server's default, see TestServer.default_heartbeat; []: none),
      "rs_pull_urls": [str] | null, "push_addresses": [str], "push_port": 10443,
      "push_timeout": 60, "result": null | int}
 """
@@ -71,7 +72,7 @@ CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 LOCATION_DEFAULTS = {"rs_key": None, "rs_urls": None, "lines": [{"type": "dhcp", "ifindex": 0}],
                      "ll_timeout": 30, "rs_retry_max": 1, "rs_retry_interval": 2, "lifetime": 0,
                      "result": None}
-SERVICE_DEFAULTS = {"modules": [], "heartbeat": [], "rs_pull_urls": None,
+SERVICE_DEFAULTS = {"modules": [], "heartbeat": None, "rs_pull_urls": None,
                     "push_addresses": ["127.0.0.1"], "push_port": 10443, "push_timeout": 60,
                     "result": None}
 

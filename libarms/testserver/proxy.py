@@ -80,8 +80,13 @@ class ServerTunnel:
         self.closed = False
 
     async def send(self, message: bytes) -> None:
+        """One message, one chunk id; split at 8192 bytes (the device's read buffer), so a
+        small message (every done answer) is one chunk written at once."""
+        cid = next(self._ids)
+        parts = [message[i:i + 8192] for i in range(0, len(message), 8192)] or [b""]
+        data = b"".join(encode_chunk(p, cid, i == len(parts) - 1) for i, p in enumerate(parts))
         async with self.lock:
-            self.writer.write(encode_chunk(message, next(self._ids), True))
+            self.writer.write(data)
             await self.writer.drain()
 
     async def send_raw(self, data: bytes) -> None:
@@ -141,6 +146,7 @@ class PushProxy:
         self._tasks: set[asyncio.Task] = set()
         self.events: list[tuple[str, str]] = []     # (event, distribution id) for tests/logs
         # fault injection for tests and demos
+        self.extra_tunnel_urls: list[str] = []   # more tunnel servers to announce (W 5.7)
         self.refuse_tunnels = False       # answer tunnel opens with 503
         self.refused = 0                  # tunnel opens refused so far
         self.answer_echo = True           # answer echo-request chunks
@@ -168,12 +174,17 @@ class PushProxy:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
     @property
+    def _authority(self) -> str:
+        h = self.public_host
+        return f"[{h}]:{self.port}" if ":" in h else f"{h}:{self.port}"
+
+    @property
     def url(self) -> str:
-        return f"https://{self.public_host}:{self.port}/arms"
+        return f"https://{self._authority}/arms"
 
     @property
     def tunnel_url(self) -> str:
-        return f"https://{self.public_host}:{self.port}{self.tunnel_path}"
+        return f"https://{self._authority}{self.tunnel_path}"
 
     def device(self, dist: str) -> Device:
         d = self.devices.get(dist)
@@ -275,7 +286,7 @@ class PushProxy:
             return P.build_server_response(msg.type, 423, description="Distribution ID Mismatch")
         if msg.type == "push-method-query":
             self._event("method-query", dist)
-            urls = [self.tunnel_url] if "https-tunnel" in self.methods else []
+            urls = ([self.tunnel_url] + list(self.extra_tunnel_urls)) if "https-tunnel" in self.methods else []
             return P.build_method_query_response(100, self.methods, urls, self.echo_interval)
         if msg.type == "push-confirmation-start":
             a = P.read_push_answer(body)

@@ -41,9 +41,15 @@ def _server_ssl(cert: str, key: Optional[str], ca: Optional[str]) -> ssl.SSLCont
     return ctx
 
 
-def _client_ssl(cert: str, key: Optional[str], ca: Optional[str]) -> ssl.SSLContext:
+def _client_ssl(cert: str, key: Optional[str], ca: Optional[str], legacy: bool = False) -> ssl.SSLContext:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.check_hostname = False
+    if legacy:                              # a real libarms 5.33 device speaks TLS 1.0 only
+        import warnings
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            ctx.minimum_version = ssl.TLSVersion.TLSv1
+        ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
     if ca:
         ctx.load_verify_locations(ca)
     else:
@@ -75,6 +81,8 @@ class PushService:
         self.rest: Optional[RestApi] = None
         self.store: Optional[RequestStore] = None
         self.server = None
+        self._server_ssl_factory = None        # the TestServer's (honours --legacy-tls)
+        self.legacy_tls = False
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -94,8 +102,10 @@ class PushService:
 
     async def _start(self) -> None:
         assert self.cert and self.keys
-        self.proxy = PushProxy(_server_ssl(self.cert, self.key, self.ca), self.keys,
-                               client_ssl=_client_ssl(self.cert, self.key, self.ca),
+        server_ssl = (self._server_ssl_factory() if self._server_ssl_factory
+                      else _server_ssl(self.cert, self.key, self.ca))
+        self.proxy = PushProxy(server_ssl, self.keys,
+                               client_ssl=_client_ssl(self.cert, self.key, self.ca, self.legacy_tls),
                                methods=self.methods, echo_interval=self.echo_interval,
                                public_host=self.host, host=self.host, port=self.proxy_port)
         await self.proxy.start()
@@ -151,6 +161,8 @@ class PushService:
             self.keys = keys
         self.host = getattr(server, "host", self.host)
         self.server = server
+        self._server_ssl_factory = server.ssl_context
+        self.legacy_tls = bool(getattr(server, "legacy_tls", False))
         for t in ["push-method-query", "push-confirmation-start"] + [f"{m}-done" for m in P.PUSH_METHODS]:
             server.add_message_handler(t, self._handle)
 

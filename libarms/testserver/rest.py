@@ -15,8 +15,13 @@ Endpoints (loopback, ``Authorization: Bearer <token>``, JSON):
     (at most 60) for the request to finish.
 ``GET /user/{user}/request/{method}/{id}/result/module/{module}/plain``
     That module's raw result bytes.
-``GET /user/{user}/request/{method}``
-    The user's requests of that method, newest first (at most 100).
+``GET /user/{user}/request/{method}[?code=DISTID]``
+    The user's requests of that method (for one device), newest first (at most 100).
+``GET /user/{user}/request[?limit=N]``
+    The user's requests of every method, newest first (at most 500).
+
+Other parts of the test server mount more resources with :meth:`RestApi.add_route` (the
+dashboard and its read-only views, the readings collector); see ``dashboard.py``.
 
 Requests and results live in SQLite (written before the push starts, updated when it ends).
 Every request ends with a result or an error: a push that fails says why, a request still
@@ -36,7 +41,7 @@ import sqlite3
 import threading
 import time
 import urllib.parse
-from typing import Optional
+from typing import Awaitable, Callable, NamedTuple, Optional
 
 from ..protocol import push as P
 from .proxy import PushFailed, PushProxy, build_body
@@ -121,6 +126,19 @@ class RequestStore:
                           "ORDER BY id DESC LIMIT ?", (user, method, limit)).fetchall()
         return [_doc(r) for r in rows]
 
+    def recent(self, user: Optional[str] = None, device: Optional[str] = None,
+               limit: int = 100) -> list[dict]:
+        """Requests of every method, newest first, optionally of one user and/or device."""
+        sql, args = "SELECT * FROM push_request WHERE 1=1", []
+        if user is not None:
+            sql += " AND user_code=?"
+            args.append(user)
+        if device is not None:
+            sql += " AND device=?"
+            args.append(device.upper())
+        rows = self._exec(sql + " ORDER BY id DESC LIMIT ?", (*args, limit)).fetchall()
+        return [_doc(r) for r in rows]
+
 
 def _doc(row: sqlite3.Row) -> dict:
     d = {"id": row["id"], "user": row["user_code"], "code": row["device"], "method": row["method"],
@@ -169,6 +187,18 @@ def params_from_json(method: str, doc: dict) -> dict:
     return p
 
 
+class Body(NamedTuple):
+    """A non-JSON answer of a mounted route: content type, bytes, extra header lines."""
+
+    content_type: str
+    data: bytes
+    headers: tuple = ()
+
+
+#: ``fn(verb, match, query, headers, body) -> (status, payload)``; payload JSON-able or Body.
+Route = Callable[[str, "re.Match", dict, dict, bytes], Awaitable[tuple]]
+
+
 class HttpError(Exception):
     def __init__(self, status: int, message: str):
         super().__init__(message)
@@ -176,8 +206,15 @@ class HttpError(Exception):
         self.message = message
 
 
-_REASONS = {200: "OK", 201: "Created", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found",
+_REASONS = {200: "OK", 201: "Created", 302: "Found", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found",
             405: "Method Not Allowed", 413: "Payload Too Large", 500: "Internal Server Error"}
+
+
+def _limit(query: dict, default: int, most: int) -> int:
+    try:
+        return max(1, min(int(query.get("limit", [default])[0]), most))
+    except ValueError:
+        raise HttpError(400, "limit must be a number") from None
 
 
 class RestApi:
@@ -195,10 +232,17 @@ class RestApi:
         self.server: Optional[asyncio.base_events.Server] = None
         self._finished: dict[int, asyncio.Event] = {}
         self._tasks: set[asyncio.Task] = set()
+        self._routes: list[tuple[re.Pattern, Route, bool]] = []
 
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
+
+    def add_route(self, pattern: str, fn: Route, *, auth: bool = True) -> None:
+        """Mount ``fn`` on the paths matching the regex ``pattern`` (whole path, query apart).
+        With ``auth`` (the default) the bearer token is checked first. Mounted routes are
+        tried before the built-in ``/user/...`` resources, in the order added."""
+        self._routes.append((re.compile(pattern), fn, auth))
 
     async def start(self) -> None:
         n = self.store.close_unfinished("server restarted before the device answered")
@@ -260,21 +304,39 @@ class RestApi:
             writer.close()
 
     def _response(self, status: int, payload, close: bool) -> bytes:
-        if isinstance(payload, bytes):
+        extra = ""
+        if isinstance(payload, Body):
+            body, ctype = payload.data, payload.content_type
+            extra = "".join(f"{k}: {v}\r\n" for k, v in payload.headers)
+        elif isinstance(payload, bytes):
             body, ctype = payload, "application/octet-stream"
         else:
             body, ctype = json.dumps(payload).encode(), "application/json"
         return (f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\nContent-Type: {ctype}\r\n"
-                f"Content-Length: {len(body)}\r\nConnection: {'close' if close else 'keep-alive'}\r\n\r\n"
-                ).encode() + body
+                f"Content-Length: {len(body)}\r\n{extra}Cache-Control: no-store\r\n"
+                f"Connection: {'close' if close else 'keep-alive'}\r\n\r\n").encode() + body
+
+    def _check_token(self, headers: dict) -> None:
+        auth = headers.get("authorization", "")
+        if not (auth.startswith("Bearer ") and hmac.compare_digest(auth[7:].strip().encode(),
+                                                                   self.token.encode())):
+            raise HttpError(401, "missing or wrong bearer token")
 
     async def _route(self, verb: str, target: str, headers: dict, body: bytes):
-        auth = headers.get("authorization", "")
-        if not (auth.startswith("Bearer ") and hmac.compare_digest(auth[7:].strip(), self.token)):
-            raise HttpError(401, "missing or wrong bearer token")
         parts = urllib.parse.urlsplit(target)
         query = urllib.parse.parse_qs(parts.query)
+        for pattern, fn, auth in self._routes:
+            m = pattern.fullmatch(parts.path)
+            if m is not None:
+                if auth:
+                    self._check_token(headers)
+                return await fn(verb, m, query, headers, body)
+        self._check_token(headers)
         seg = [urllib.parse.unquote(s) for s in parts.path.strip("/").split("/")]
+        if len(seg) == 3 and seg[0] == "user" and seg[2] == "request":
+            if verb != "GET":
+                raise HttpError(405, "use GET")
+            return 200, {"requests": self.store.recent(seg[1], limit=_limit(query, 100, 500))}
         if len(seg) < 4 or seg[0] != "user" or seg[2] != "request":
             raise HttpError(404, f"no such resource {parts.path}")
         user, method = seg[1], seg[3]
@@ -284,7 +346,11 @@ class RestApi:
             if verb == "POST":
                 return 201, self._submit(user, method, body)
             if verb == "GET":
-                return 200, {"requests": self.store.list(user, method)}
+                docs = self.store.list(user, method)
+                code = query.get("code", [None])[0]
+                if code:
+                    docs = [d for d in docs if d["code"] == code.upper()]
+                return 200, {"requests": docs}
             raise HttpError(405, "use POST or GET")
         try:
             rid = int(seg[4])

@@ -29,12 +29,18 @@ Plug-in hooks (for the push proxy, tunnel, REST API, heartbeat receiver, reading
     thread, ...); started with the server (or at once if it already runs), stopped before it.
     Components may add tables with ``server.db.execute_script(...)`` and keep small values in
     ``server.db.kv_set``.
+``default_heartbeat``
+    ``fn(distribution_id) -> [heartbeat entry]`` (or None): the heartbeat servers announced to
+    a device whose service config sets none (``heartbeat`` null); ``arms-testserver serve``
+    points it at its own receiver. :meth:`heartbeat_entries` gives what a device is told.
 ``set_override(path, result=None, raw=None, times=None)``
     Test hook: answer ARMS messages on ``path`` with result code ``result`` or the raw body
     ``raw`` (``times`` times, or until cleared with ``clear_overrides``).
 
-Every ARMS request is recorded in ``request_log`` (``db.requests()``); ``wait_for_request``
-blocks (bounded) until a matching one has been served.
+Every ARMS request is recorded in ``request_log`` (``db.requests()``) before it is answered;
+``wait_for_request`` blocks (bounded) until a matching one has been served, ``wait_until(pred)``
+until any condition holds (re-checked on every request and every failed TLS handshake, which
+are kept in ``handshake_failures``).
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ import base64
 import binascii
 import dataclasses
 import email.message
+import hmac
 import logging
 import os
 import re
@@ -170,7 +177,10 @@ class _TlsServer(ThreadingHTTPServer):
         try:
             tls = self.ssl_ctx.wrap_socket(request, server_side=True)
         except (ssl.SSLError, OSError) as e:
-            log.info("%s: TLS handshake with %s failed: %s", self.role, client_address[0], e)
+            hint = ""
+            if ("UNSUPPORTED_PROTOCOL" in str(e) or "VERSION" in str(e).upper()) and not self.owner.legacy_tls:
+                hint = " (an old client, e.g. libarms 5.33, speaks TLS 1.0: run with --legacy-tls)"
+            log.warning("%s: TLS handshake with %s failed: %s%s", self.role, client_address[0], e, hint)
             self.owner._note_handshake_failure(self.role, client_address, e)
             return
         try:
@@ -214,6 +224,7 @@ class TestServer:
         self._served = threading.Condition()
         self._lock = threading.Lock()
         self.handshake_failures: list[tuple[str, str, str]] = []
+        self.default_heartbeat: Optional[Callable[[str], Optional[list]]] = None
         self.running = False
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -379,14 +390,26 @@ class TestServer:
         dev = self.db.device(user)
         if dev is None:
             return False
-        if role == "ls":
-            return password == dev["ls_sa_key"]
-        return password == self.db.location(user)["rs_key"]
+        want = dev["ls_sa_key"] if role == "ls" else self.db.location(user)["rs_key"]
+        return hmac.compare_digest(password.encode("latin-1"), (want or "").encode("utf-8"))
 
     def _note_handshake_failure(self, role, addr, e) -> None:
         with self._lock:
             self.handshake_failures.append((role, addr[0], str(e)))
             del self.handshake_failures[:-100]
+        with self._served:
+            self._served.notify_all()
+
+    def wait_until(self, predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+        """Block until ``predicate()`` holds, re-checked whenever a request is served or a
+        handshake fails (bounded by ``timeout``: TimeoutError)."""
+        deadline = time.monotonic() + timeout
+        with self._served:
+            while not predicate():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"condition not met within {timeout} s")
+                self._served.wait(left)
 
     # -- dispatch -------------------------------------------------------------------------
     def _dispatch(self, h: BaseHTTPRequestHandler, role: str) -> None:
@@ -502,6 +525,14 @@ class TestServer:
             self.db.set_sa_credential(distribution_id, *cred)
         return cred
 
+    def heartbeat_entries(self, distribution_id: str) -> list[dict]:
+        """The heartbeat servers the RS announces to a device: its service config's, or
+        ``default_heartbeat``'s when the config sets none (``heartbeat`` null)."""
+        entries = self.db.service(distribution_id)["heartbeat"]
+        if entries is None and self.default_heartbeat is not None:
+            entries = self.default_heartbeat(distribution_id.upper())
+        return list(entries or [])
+
     def _handle_config_solicitation(self, req: Request, msg: Message) -> bytes:
         svc = self.db.service(req.user)
         if svc["result"]:
@@ -516,7 +547,8 @@ class TestServer:
             elif m.get("config") is not None:
                 configs.append(ModuleConfig(int(m["id"]), m["config"].encode("ascii")))
         hbs = [HeartbeatInfo(h["host"], int(h["port"]), h["passphrase"], int(h["interval"]),
-                             tuple(h.get("algorithms", ("hmac-sha1",)))) for h in svc["heartbeat"]]
+                             tuple(h.get("algorithms", ("hmac-sha1",))))
+               for h in self.heartbeat_entries(req.user)]
         return build_config_solicitation_response(
             100, sa_certificate=cert, sa_private_key=key, push_port=svc["push_port"],
             push_timeout=svc["push_timeout"], heartbeat=hbs,

@@ -1,9 +1,12 @@
-"""TLS contexts of the push phase (W 2.2): client towards proxies/tunnels, https-simple server.
+"""TLS of the push phase (W 2.2), on the agent's one TLS policy (:mod:`libarms.transport.tls`).
 
-Trust anchor: exactly the RS CA. No host name check, no SNI. Validity dates are ignored like
-libarms does. The SA certificate and key are presented as client certificate and used as the
-https-simple server credentials. TLS 1.0 is allowed (the 5.33 device speaks only that), newer
-versions are offered too.
+* Client connections (method query, confirmation, done requests, tunnels) use
+  ``tls.client_context`` with the RS policy: only the RS CA as anchor, the SA certificate as
+  client certificate, chain and dates checked (against the time floor when the clock is
+  behind), TLS 1.2 or newer; :func:`~libarms.transport.simple.open_tls` runs
+  ``tls.verify_peer`` after the handshake.
+* The https-simple listener presents the SA certificate and asks for a client certificate
+  (optional, like libarms) that must chain to the RS CA when presented.
 """
 
 from __future__ import annotations
@@ -11,65 +14,56 @@ from __future__ import annotations
 import os
 import ssl
 import tempfile
-import warnings
+from typing import Optional
 
 from ..errors import ConfigError
+from .tls import BUILD_TIME, TlsPolicy, client_context as _policy_context
 
-#: OpenSSL's X509_V_FLAG_NO_CHECK_TIME: libarms accepts expired / not-yet-valid certificates.
 _NO_CHECK_TIME = 0x200000
 
 
-def _load_chain(ctx: ssl.SSLContext, cert_pem: bytes, key_pem: bytes) -> None:
-    """Load a certificate and key held in memory (ssl wants files: a private temp file)."""
-    fd, path = tempfile.mkstemp(prefix="libarms-sa-", suffix=".pem")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(cert_pem.rstrip(b"\n") + b"\n" + key_pem)
-        try:
-            ctx.load_cert_chain(path)
-        except ssl.SSLError as e:
-            raise ConfigError(f"SA certificate/key from the RS cannot be used: {e}") from None
-    finally:
-        os.unlink(path)
-
-
-def _common(ctx: ssl.SSLContext, ca_pem: bytes | None) -> None:
-    with warnings.catch_warnings():        # TLS 1.0 is deprecated, and all 5.33 speaks
-        warnings.simplefilter("ignore", DeprecationWarning)
-        ctx.minimum_version = ssl.TLSVersion.TLSv1
-    try:
-        ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
-    except ssl.SSLError:
-        pass
-    if ca_pem:
-        try:
-            ctx.load_verify_locations(cadata=_text(ca_pem))
-        except ssl.SSLError as e:
-            raise ConfigError(f"RS CA certificate cannot be loaded: {e}") from None
-    ctx.verify_flags |= _NO_CHECK_TIME
-
-
-def _text(pem: bytes | str) -> str:
+def _text(pem) -> Optional[str]:
+    if pem is None:
+        return None
     return pem.decode("ascii") if isinstance(pem, (bytes, bytearray)) else pem
 
 
-def client_context(ca_pem: bytes | None, cert_pem: bytes | None = None,
-                   key_pem: bytes | None = None) -> ssl.SSLContext:
-    """Client context: verify the server under ``ca_pem``, present the SA certificate."""
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = False
-    _common(ctx, ca_pem)
-    ctx.verify_mode = ssl.CERT_REQUIRED if ca_pem else ssl.CERT_NONE
-    if cert_pem and key_pem:
-        _load_chain(ctx, cert_pem, key_pem)
-    return ctx
+def policy(ca_pem, cert_pem=None, key_pem=None, time_floor: float = BUILD_TIME) -> TlsPolicy:
+    if not ca_pem:
+        raise ConfigError("no RS CA (rs-certificate from the LS): push connections cannot be verified")
+    return TlsPolicy("RS", _text(ca_pem), _text(cert_pem), _text(key_pem), time_floor)
 
 
-def server_context(cert_pem: bytes, key_pem: bytes, ca_pem: bytes | None) -> ssl.SSLContext:
-    """https-simple listener: SA certificate; asks for a client certificate (optional) that
-    must chain to the RS CA when presented."""
+def client_context(p: TlsPolicy) -> ssl.SSLContext:
+    try:
+        return _policy_context(p)
+    except ssl.SSLError as e:
+        raise ConfigError(f"push TLS credentials cannot be used: {e}") from None
+
+
+def server_context(cert_pem, key_pem, ca_pem, time_floor: float = BUILD_TIME) -> ssl.SSLContext:
+    """https-simple listener: SA certificate; an RS client certificate is asked for, not
+    required, and must chain to the RS CA when presented."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    _common(ctx, ca_pem)
-    _load_chain(ctx, cert_pem, key_pem)
-    ctx.verify_mode = ssl.CERT_OPTIONAL if ca_pem else ssl.CERT_NONE
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    if ca_pem:
+        try:
+            ctx.load_verify_locations(cadata=_text(ca_pem))
+        except (ssl.SSLError, ValueError) as e:
+            raise ConfigError(f"RS CA certificate cannot be loaded: {e}") from None
+        ctx.verify_mode = ssl.CERT_OPTIONAL
+        if TlsPolicy("RS", "", time_floor=time_floor).clock_behind():
+            ctx.verify_flags |= _NO_CHECK_TIME      # clock without battery: dates unknowable
+    with tempfile.TemporaryDirectory(prefix="libarms-") as d:
+        os.chmod(d, 0o700)
+        cp, kp = os.path.join(d, "c.pem"), os.path.join(d, "k.pem")
+        with open(cp, "w") as f:
+            f.write(_text(cert_pem) or "")
+        fd = os.open(kp, os.O_WRONLY | os.O_CREAT, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(_text(key_pem) or "")
+        try:
+            ctx.load_cert_chain(cp, kp)
+        except ssl.SSLError as e:
+            raise ConfigError(f"SA certificate/key from the RS cannot be used: {e}") from None
     return ctx

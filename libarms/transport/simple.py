@@ -259,17 +259,49 @@ class ResponseReader:
 
 # -- I/O helpers (asyncio) ----------------------------------------------------------------------------
 
-async def open_tls(url: Url, ctx: ssl.SSLContext, timeout: float):
-    """TCP + TLS connection to a numeric URL (no SNI), bounded by ``timeout``."""
-    return await asyncio.wait_for(
-        asyncio.open_connection(url.host, url.port, ssl=ctx, server_hostname=None),
-        timeout)
+async def open_tls(url: Url, ctx: ssl.SSLContext, timeout: float, *, policy=None,
+                   proxy: Optional[str] = None, note=None):
+    """TCP (through the HTTP CONNECT ``proxy`` when given, W 2.6) + TLS to a numeric URL, no
+    SNI, bounded by ``timeout``. With a :class:`~libarms.transport.tls.TlsPolicy` the peer is
+    checked after the handshake like every agent connection (``tls.verify_peer``)."""
+    async def connect():
+        if not proxy:
+            return await asyncio.open_connection(url.host, url.port, ssl=ctx, server_hostname=None)
+        via = _parse_url(proxy)
+        reader, writer = await asyncio.open_connection(via.host, via.port)
+        target = f"[{url.host}]:{url.port}" if ":" in url.host else f"{url.host}:{url.port}"
+        writer.write(f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n".encode("ascii"))
+        await writer.drain()
+        head = await reader.readuntil(b"\r\n\r\n")
+        m = re.match(rb"HTTP/\d\.\d (\d{3})", head)
+        if not m or not 200 <= int(m.group(1)) <= 299:
+            writer.close()
+            raise ConnectionRefusedError(f"proxy {via.netloc} refused CONNECT {target}: {head[:60]!r}")
+        await writer.start_tls(ctx, server_hostname=None)
+        return reader, writer
+
+    reader, writer = await asyncio.wait_for(connect(), timeout)
+    if policy is not None:
+        from .tls import verify_peer
+        try:
+            kw = {"note": note} if note is not None else {}
+            verify_peer(writer.get_extra_info("ssl_object"), policy, url.host, **kw)
+        except BaseException:
+            writer.transport.abort()
+            raise
+    return reader, writer
+
+
+def _parse_url(u: str) -> Url:
+    from ..protocol.push import parse_url
+    return parse_url(u)
 
 
 async def exchange(url: Url, request: bytes, ctx: ssl.SSLContext, timeout: float = 30.0,
-                   max_body: int = 1024 * 1024) -> HttpAnswer:
-    """Send one request on a new TLS connection and read the answer (30 s each, W 2.7)."""
-    reader, writer = await open_tls(url, ctx, timeout)
+                   max_body: int = 1024 * 1024, **tls) -> HttpAnswer:
+    """Send one request on a new TLS connection and read the answer (30 s each, W 2.7).
+    ``tls``: ``policy``/``proxy``/``note`` for :func:`open_tls`."""
+    reader, writer = await open_tls(url, ctx, timeout, **tls)
     try:
         writer.write(request)
         await asyncio.wait_for(writer.drain(), timeout)

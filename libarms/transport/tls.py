@@ -19,21 +19,19 @@
 
 from __future__ import annotations
 
-import calendar
 import dataclasses
 import functools
 import ipaddress
 import logging
 import os
 import ssl
-import tempfile
 import time
 from typing import Callable, Optional
 
 log = logging.getLogger("libarms.tls")
 
 #: The package build date (UTC): the time floor is never older than this.
-BUILD_TIME = float(calendar.timegm((2026, 11, 25, 0, 0, 0)))
+BUILD_TIME = 1795564800.0     # 2026-11-25T00:00:00Z
 
 #: OpenSSL X509_V_FLAG_NO_CHECK_TIME: set only when the clock is behind the floor, and then the
 #: dates are checked in :func:`verify_peer` against the floor.
@@ -82,6 +80,7 @@ def _context(ca_pem: str, cert_pem: Optional[str], key_pem: Optional[str], no_ti
         ctx.verify_flags |= _NO_CHECK_TIME
     if cert_pem and key_pem:
         # ssl loads credentials from files only: a private directory, removed at once.
+        import tempfile
         with tempfile.TemporaryDirectory(prefix="libarms-") as d:
             os.chmod(d, 0o700)
             cp, kp = os.path.join(d, "c.pem"), os.path.join(d, "k.pem")

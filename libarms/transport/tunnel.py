@@ -54,11 +54,18 @@ def frame_message(pieces: Sequence[bytes], chunk_id: Optional[int] = None) -> by
 class MessageAssembler:
     """Reassemble ARMS messages from message chunks (echo and end chunks are not fed here)."""
 
+    #: messages that may be open (partly received) at once on one tunnel
+    MAX_OPEN = 64
+
     def __init__(self, max_message: int = MAX_MESSAGE):
         self.max_message = max_message
         self._parts: dict[int, bytearray] = {}
 
     def feed(self, chunk: "Chunk") -> Optional[bytes]:
+        if chunk.id not in self._parts and len(self._parts) >= self.MAX_OPEN:
+            raise ProtocolError(f"more than {self.MAX_OPEN} tunnel messages open at once")
+        if sum(len(b) for b in self._parts.values()) + len(chunk.data) > self.max_message:
+            raise ProtocolError(f"partly received tunnel messages exceed {self.max_message} bytes")
         buf = self._parts.setdefault(chunk.id, bytearray())
         buf += chunk.data
         if len(buf) > self.max_message:
@@ -95,10 +102,11 @@ class TunnelConnection:
 
     @classmethod
     async def open(cls, url: Url, ctx: ssl.SSLContext, user: str, password: str,
-                   timeout: float = 30.0) -> "TunnelConnection":
+                   timeout: float = 30.0, **tls) -> "TunnelConnection":
         try:
-            reader, writer = await open_tls(url, ctx, timeout)
-        except (OSError, ssl.SSLError, asyncio.TimeoutError) as e:
+            reader, writer = await open_tls(url, ctx, timeout, **tls)
+        except (OSError, ssl.SSLError, asyncio.TimeoutError, asyncio.IncompleteReadError,
+                asyncio.LimitOverrunError) as e:
             raise TunnelClosed(f"cannot connect to {url.netloc}: {e or type(e).__name__}") from None
         try:
             writer.write(build_tunnel_head(url, user, password))

@@ -196,7 +196,31 @@ def copy_tree(src: Path, dst: Path) -> None:
         "__pycache__", "*.pyc", "*.so", "*.o", "_core.c", "*.egg-info"), dirs_exist_ok=True)
 
 
+def inputs_digest(arch: Arch, sysroot: Path, opt: str) -> str:
+    """A digest of everything the staging tree is made from: reuse the tree when unchanged."""
+    import hashlib
+    h = hashlib.sha256(f"{arch.name}|{sysroot}|{opt}|{sys.version}".encode())
+    # a rebuilt sysroot (new stamp) rebuilds the stage and its byte code too
+    h.update(repr(sorted(p.name for p in sysroot.glob(".complete-*"))).encode())
+    files = [Path(__file__)] + sorted((REPO / "csrc").glob("*.[ch]")) + [BUILDER]
+    for pkg in PROJECT_PACKAGES:
+        files += sorted(p for p in (REPO / pkg).rglob("*") if p.is_file()
+                        and "__pycache__" not in p.parts and p.suffix not in (".so", ".pyc")
+                        and p.name != "_core.c")
+    for f in files:
+        if f.exists():
+            h.update(str(f.relative_to(REPO)).encode() + b"\0" + f.read_bytes() + b"\0")
+    dists, compiled = pure_distributions()
+    h.update(repr(sorted((d.metadata["Name"], d.version) for d in dists) + compiled).encode())
+    return h.hexdigest()[:16]
+
+
 def stage(arch: Arch, sysroot: Path, out: Path, opt: str) -> Path:
+    digest = inputs_digest(arch, sysroot, opt)
+    info = out / "STAGE-INFO"
+    if info.exists() and f"inputs={digest}\n" in info.read_text():
+        log(f"{out.relative_to(REPO) if REPO in out.parents else out} is up to date")
+        return out
     tmp = Path(tempfile.mkdtemp(prefix=f"stage-{arch.name}.", dir=out.parent))
     try:
         for pkg in PROJECT_PACKAGES:
@@ -218,7 +242,8 @@ def stage(arch: Arch, sysroot: Path, out: Path, opt: str) -> Path:
             log("not staged (compiled; the sysroot's Python must provide them if needed): "
                 + ", ".join(compiled))
         (tmp / "STAGE-INFO").write_text(
-            f"arch={arch.name}\nsysroot={sysroot}\nextension={so.name if so else ''}\n"
+            f"arch={arch.name}\nsysroot={sysroot}\ninputs={digest}\n"
+            f"extension={so.name if so else ''}\n"
             f"pure={','.join(d.metadata['Name'] for d in dists)}\ncompiled={','.join(compiled)}\n")
         shutil.rmtree(out, ignore_errors=True)
         tmp.rename(out)

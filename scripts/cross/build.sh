@@ -12,10 +12,7 @@ cd "$(dirname "$0")/../.."
 ARCH=${1:?usage: $0 armhf|mipsel [build.py options]}
 shift
 [ -x .venv/bin/python ] || bash scripts/bootstrap.sh >&2
-# One sysroot script in the end: the C core's scripts/sysroot.sh when it is there.
-if [ -f scripts/sysroot.sh ]; then
-    SYSROOT=$(bash scripts/sysroot.sh "$ARCH" | tail -1)
-else
-    SYSROOT=$(bash scripts/cross/sysroot.sh "$ARCH" | tail -1)
-fi
+# The sysroot (Debian's Python, OpenSSL and their libraries, unpacked; cached) is the same one
+# the C core's cross tests use.
+SYSROOT=$(bash scripts/sysroot.sh "$ARCH" | tail -1)
 exec .venv/bin/python scripts/cross/build.py --arch "$ARCH" --sysroot "$SYSROOT" "$@"

@@ -5,15 +5,22 @@
 ################################################################################
 
 # The bridge's Python code ships in python-libarms (one Python distribution);
-# this package selects its runtime dependencies and installs the service
-# files. It has no source of its own, hence no .hash file.
+# this package selects its runtime dependencies and installs the service files
+# and the commented configuration from this repository's bridge/ (local
+# source: nothing is downloaded, so there is no .hash file).
 BROUTE_BRIDGE_VERSION = 0.1.0
+BROUTE_BRIDGE_SITE = $(BR2_EXTERNAL_LIBARMS_PATH)/../bridge
+BROUTE_BRIDGE_SITE_METHOD = local
 BROUTE_BRIDGE_LICENSE = BSD-2-Clause
 BROUTE_BRIDGE_DEPENDENCIES = python-libarms
+BROUTE_BRIDGE_OVERRIDE_SRCDIR_RSYNC_EXCLUSIONS = \
+	--exclude __pycache__ --exclude '*.so' --exclude build
 
-# Site-specific settings (serial port, upload URL) live in
-# /etc/default/broute-bridge; keep a file already there from an overlay.
+# The configuration holds the B-route password: root only. Files from a rootfs
+# overlay replace these (overlays are copied after packages).
 define BROUTE_BRIDGE_INSTALL_TARGET_CMDS
+	$(INSTALL) -D -m 0600 $(@D)/broute-bridge.conf.sample \
+		$(TARGET_DIR)/etc/broute-bridge.conf
 	$(INSTALL) -D -m 0644 $(BROUTE_BRIDGE_PKGDIR)/broute-bridge.default \
 		$(TARGET_DIR)/etc/default/broute-bridge
 	$(INSTALL) -d -m 0700 $(TARGET_DIR)/var/lib/broute-bridge
