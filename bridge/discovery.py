@@ -76,11 +76,11 @@ def _props(dev) -> dict:
 
 def find_ports(extra_ids: Iterable[tuple[str, str]] = ()) -> list[Port]:
     """Wi-SUN dongles present now, best first (name matches before bare USB-id matches)."""
-    import pyudev
     for vid, pid in extra_ids:
         USB_IDS[(vid.lower(), pid.lower())] = ("configured", True)
     found = []
     try:
+        import pyudev
         ctx = pyudev.Context()
         for dev in ctx.list_devices(subsystem="tty"):
             port = classify(_props(dev))
