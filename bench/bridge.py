@@ -1,6 +1,7 @@
 """Bridge benchmark: pty open -> first E7 reading, and codec throughput.
 
-* open-to-E7: the simulator (zero simulated radio delay, chunked output on) behind a real pty;
+* open-to-E7: the simulator (zero simulated radio delay; output in 1-24 byte chunks with 0.1 ms
+  gaps, like a USB serial bridge) behind a real pty;
   the clock runs from opening the port (drain of 20 ms included) through SKVER, SKRESET, echo off,
   SKINFO, ROPT, credentials, active scan, join, the two attribute reads, to the decoded E7 value.
   Each run starts cold (no PAN cache), alternating module families A and C.

@@ -33,13 +33,14 @@ class DemoMeter:
     def __init__(self, state_dir: str, collector_url: Optional[str] = None,
                  device_id: str = "demo-meter", profile: str = "bp35c2",
                  time_scale: float = 0.02, poll_interval: float = 5.0,
-                 energy_interval: float = 30.0, meter: Optional[MeterConfig] = None):
+                 energy_interval: float = 30.0, meter: Optional[MeterConfig] = None,
+                 min_request_gap: float = 0.5):
         os.makedirs(state_dir, exist_ok=True)
         self.sim = Simulator(profile, path=os.path.join(state_dir, "wisun-demo"),
                              time_scale=time_scale, meter=meter or MeterConfig(solar_peak=800),
                              timing=Timing())
         session = SessionConfig(port=self.sim.path, rbid=RBID, password=PASSWORD, drain_time=0.1,
-                                request_timeout=10, min_request_gap=0.5, retry_gap=1,
+                                request_timeout=10, min_request_gap=min_request_gap, retry_gap=1,
                                 backoff=(1, 2, 5), pan_cache=os.path.join(state_dir, "pan.json"))
         self.bridge = Bridge(BridgeConfig(session=session, device_id=device_id,
                                           state_dir=state_dir, poll_interval=poll_interval,

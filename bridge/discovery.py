@@ -76,11 +76,11 @@ def _props(dev) -> dict:
 
 def find_ports(extra_ids: Iterable[tuple[str, str]] = ()) -> list[Port]:
     """Wi-SUN dongles present now, best first (name matches before bare USB-id matches)."""
-    import pyudev
     for vid, pid in extra_ids:
         USB_IDS[(vid.lower(), pid.lower())] = ("configured", True)
     found = []
     try:
+        import pyudev
         ctx = pyudev.Context()
         for dev in ctx.list_devices(subsystem="tty"):
             port = classify(_props(dev))
@@ -109,13 +109,14 @@ class Watcher:
             log.warning("hot-plug monitoring unavailable: %s", exc)
             return False
 
-        def handle(action, dev):
+        def handle(dev):
+            action = dev.action
             port = classify(_props(dev))
             if port and action in ("add", "remove"):
                 log.info("Wi-SUN dongle %s: %s", action, port.device)
                 self.on_change(action, port)
 
-        self._observer = pyudev.MonitorObserver(monitor, handle, name="udev-watch")
+        self._observer = pyudev.MonitorObserver(monitor, callback=handle, name="udev-watch")
         self._observer.daemon = True
         self._observer.start()
         return True

@@ -499,8 +499,9 @@ class Session:
         self.driver.reader.mode = "hex" if hex_mode else "binary"
         log.info("ERXUDP data format: %s", self.driver.reader.mode)
 
-    def scan(self) -> Pan:
-        """Active scan with widening duration (§1.7.7); the best PAN for our pairing ID."""
+    def scan(self) -> list:
+        """Active scan with widening duration (§1.7.7): the PANs heard, best first (our pairing
+        ID first, then by LQI; HAN-side beacons dropped)."""
         expected = self.cfg.rbid[-8:]
         for duration in self.cfg.scan_durations:
             if self.stop.is_set():
@@ -510,12 +511,27 @@ class Session:
             if found:
                 found.sort(key=lambda p: (p.pair_id != expected, -p.lqi))
                 best = found[0]
-                log.info("scan D=%X found %d PAN(s); using channel %02X PAN %04X meter %s LQI %02X",
+                log.info("scan D=%X found %d PAN(s); best: channel %02X PAN %04X meter %s LQI %02X",
                          duration, len(found), best.channel, best.pan_id, best.addr, best.lqi)
-                return Pan(best.channel, best.pan_id, best.addr, best.lqi, best.pair_id)
+                return [Pan(p.channel, p.pan_id, p.addr, p.lqi, p.pair_id) for p in found]
             log.info("scan D=%X found no meter", duration)
         raise ScanEmpty("no meter answered the active scan; check the B-route ID, distance, and "
                         "that B-route service is activated")
+
+    def scan_and_join(self, max_candidates: int = 3) -> None:
+        """Scan, then join the candidates in order: if one answers EVENT 24, try the next
+        before rescanning (§2.2, PAN selection)."""
+        failure: Optional[JoinFailed] = None
+        for pan in self.scan()[:max_candidates]:
+            self.pan = pan
+            try:
+                self.join()
+                return
+            except JoinFailed as exc:
+                failure = exc
+                log.warning("join with PAN %04X on channel %02X (meter %s) failed: %s",
+                            pan.pan_id, pan.channel, pan.addr, exc)
+        raise failure if failure is not None else ScanEmpty("no PAN to join")
 
     def _scan_once(self, duration: int) -> list:
         self.metrics["rescans"] += 1
@@ -547,6 +563,8 @@ class Session:
         self._cmd("SKSREG", "S3", f"{pan.pan_id:04X}")
         if self.state is S.IDLE:
             self.fire(E.PAN_FOUND)
+        elif self.state is S.BACKOFF:
+            self.fire(E.RETRY_JOIN)
         self.instance_list_seen = False
         self.metrics["joins"] += 1
         self._cmd("SKJOIN", pan.ipaddr)
@@ -660,8 +678,7 @@ class Session:
         if step == "rescan":
             self.fire(E.RETRY_SCAN)
             self.cache.drop()
-            self.pan = self.scan()
-            self.join()
+            self.scan_and_join()
             return
         self.fire(E.RETRY_JOIN)
         if self.pan is None:
@@ -704,8 +721,7 @@ class Session:
                 return
             except JoinFailed:
                 self.fire(E.RETRY_SCAN)
-        self.pan = self.scan()
-        self.join()
+        self.scan_and_join()
 
     def kick(self) -> None:
         """Cut the current backoff wait short (stop requested, or the dongle was plugged back)."""

@@ -8,6 +8,17 @@ Wire format (served by ``libarms.testserver.collector``)::
     {"device": "<id>", "readings": [{"key", "kind", "ts", "value", "source"}, ...]}
     -> 200 {"stored": n, "duplicates": m}
 
+Reading kinds and values (``null`` = the meter had no data; never 0 in its place):
+
+* ``power_w`` (int, E7; negative = export), ``current_r_a`` / ``current_t_a`` (decimal string,
+  E8), ``energy_normal_kwh`` / ``energy_reverse_kwh`` (decimal string, E0/E3 scaled by D3 and E1)
+  — ``ts`` is the bridge's receive time (UTC);
+* ``halfhour_normal_kwh`` / ``halfhour_reverse_kwh`` (decimal string: the cumulative counter at
+  the boundary, from EA/EB notifications and polls or EC/E2/E4 back-fill) — ``ts`` is the
+  meter's :00/:30 time (JST, ``+09:00``) and the key is ``device/kind/ts``.
+
+``source`` is ``poll``, ``notification``, ``backfill`` or ``command`` (an md-command read).
+
 A reading is marked uploaded only after a 2xx. A crash between the collector's commit and our
 mark means the batch is sent again; the collector ignores keys it already has.
 """

@@ -108,3 +108,15 @@ def test_collector_plugs_into_the_test_server_as_a_component(tmp_path):
         assert (tmp_path / "ts" / "collector.sqlite").exists()
     finally:
         srv.stop()
+
+
+def test_hotplug_watcher_starts_or_says_why_not_and_stops(caplog):
+    from bridge.discovery import Watcher
+    seen = []
+    w = Watcher(lambda action, port: seen.append((action, port)))
+    started = w.start()
+    assert started in (True, False)
+    if not started:
+        assert "hot-plug monitoring unavailable" in caplog.text
+    w.stop()
+    assert seen == []                 # no dongle was plugged during the test

@@ -174,6 +174,7 @@ def test_queue_survives_reopen_and_ignores_duplicate_keys(tmp_path):
 def test_demo_meter_helper_runs_a_simulated_meter_end_to_end(tmp_path, collector):
     from bridge.demo import DemoMeter
     demo = DemoMeter(str(tmp_path / "demo"), collector_url=collector.url, time_scale=0.0,
+                     min_request_gap=0.0,
                      meter=MeterConfig(power_override=555)).start()
     try:
         assert demo.wait_joined(30)

@@ -80,3 +80,16 @@ def test_broute_sim_command_runs_a_module_and_takes_fault_commands(tmp_path, mak
     finally:
         proc.terminate()
         assert proc.wait(10) == 0
+
+
+def test_when_the_first_candidate_refuses_the_next_one_is_joined_before_any_rescan(
+        make_sim, make_session):
+    # A neighbour whose pairing ID collides with ours and is heard louder: it cannot be joined
+    # (EVENT 24); the bridge must go on to the next candidate of the same scan.
+    twin = MeterConfig(mac="C0F94500AABB0002", channel=0x22, pan_id=0x2222, lqi=0xFF,
+                       rbid="FFFFFFFFFFFFFFFFFFFFFFFF89ABCDEF")
+    sim = make_sim("bp35a1", neighbours=[twin])
+    s = make_session(sim)
+    s.connect()
+    assert s.pan.addr == "C0F94500AABBCCDD"
+    assert s.metrics["rescans"] == 1 and s.metrics["joins"] == 2
