@@ -62,6 +62,10 @@ class Bridge:
         self._next_slow = 0.0
         self._next_prune = 0.0
         self._clock_checked = None
+        # Back-fill owed since the last join, and the newest half hour stored before it (kept
+        # until a back-fill completes, so a failed one is retried over the same gap).
+        self._backfill_due = False
+        self._gap: Optional[tuple] = None
         self._reload_from: Optional[str] = None
         self.session.interrupt = lambda: self._reload_from is not None
         self.polls = 0
@@ -117,11 +121,21 @@ class Bridge:
     # -- back-fill (§5.2 rule 7) -------------------------------------------------------------------
 
     def backfill(self) -> int:
-        """Fetch half hours missing since the last stored one from the meter's history."""
+        """Fetch half hours missing since the last stored one from the meter's history.
+
+        When a request fails (BridgeError), the gap is remembered and the next call retries it,
+        even though the newest half hour was stored meanwhile."""
+        got = self._backfill()
+        self._gap = None
+        return got
+
+    def _backfill(self) -> int:
         info = self.session.meter
         latest_frame = self.session.initial_values
         latest = None
-        last = self.store.last_ts("halfhour_normal_kwh")       # before storing the new EA
+        if self._gap is None:
+            self._gap = (self.store.last_ts("halfhour_normal_kwh"),)   # before the new EA
+        last = self._gap[0]
         if latest_frame is not None and latest_frame.get(m.FIXED_NORMAL):
             latest, _ = m.decode_fixed_time(latest_frame.get(m.FIXED_NORMAL))
             self._save(self._instant(latest_frame, "poll"))
@@ -316,8 +330,12 @@ class Bridge:
                     self.joined_event.clear()
                     self.session.connect()
                     self.joined_event.set()
-                    self.backfill()
+                    self._backfill_due = True
                     self._next_fast = self._next_slow = 0.0
+                if self._backfill_due:
+                    # Retried on the next turn when a request fails: the gap is kept meanwhile.
+                    self.backfill()
+                    self._backfill_due = False
                 self._serve_ondemand()
                 now = time.monotonic()
                 if now >= self._next_fast:

@@ -12,6 +12,7 @@ import pytest
 from bridge import meter as m
 from bridge.mdcommand import MeterCallbacks, MeterCommands
 from bridge.config import load
+from bridge.errors import RequestFailed
 from bridge.service import Bridge, ControlServer, main, query
 from bridge.sim import MeterConfig, Timing
 from bridge.store import Store
@@ -130,6 +131,34 @@ def test_missed_half_hours_are_backfilled_from_the_meter_history(make_sim, tmp_p
     assert {halfhours[t].source for t in expected[1:6]} == {"backfill"}
     reverse = [r for r in store.all() if r.kind == "halfhour_reverse_kwh"]
     assert len(reverse) == len(expected)
+
+
+def test_a_back_fill_interrupted_by_a_failed_request_is_retried_over_the_same_gap(make_sim,
+                                                                                  tmp_path):
+    sim = make_sim("bp35a1", meter=MeterConfig(seed=7))
+    bridge = make_bridge(sim, tmp_path, poll_interval=3600, energy_interval=3600)
+    store = Store(bridge.cfg.queue_path)
+    with Runner(bridge):
+        assert wait_for(lambda: store.last_ts("halfhour_normal_kwh") is not None, 30)
+    first = dt.datetime.fromisoformat(store.last_ts("halfhour_normal_kwh"))
+    sim.advance_clock(3 * 3600 + 60)
+    bridge2 = make_bridge(sim, tmp_path, poll_interval=3600, energy_interval=3600)
+    real_set, failed = bridge2.session.set, []
+
+    def set_fails_once(props):                 # the radio loses the first history request
+        if not failed:
+            failed.append(props)
+            raise RequestFailed("no answer to the history window request (injected)")
+        return real_set(props)
+    bridge2.session.set = set_fails_once
+    with Runner(bridge2):
+        assert wait_for(lambda: len([r for r in store.all()
+                                     if r.kind == "halfhour_normal_kwh"]) >= 7, 30), store.all()
+        assert bridge2.session.joined
+    assert failed, "the back-fill never asked for the history"
+    slots = sorted(dt.datetime.fromisoformat(r.ts) for r in store.all()
+                   if r.kind == "halfhour_normal_kwh")
+    assert slots[:7] == [first + dt.timedelta(minutes=30 * i) for i in range(7)]
 
 
 def test_half_hour_notification_is_stored_once_even_when_repeated(make_sim, tmp_path):
