@@ -159,23 +159,14 @@ class Armsd:
         # raises _Stop. Outside agent calls the next _call raises it.
 
     def _stop_push_loop(self) -> bool:
-        """Ask the push loop to end, thread-safely: ``Agent.stop()``, else libarms.push's
-        ``stop_event_loop``. False when neither is available or no loop runs."""
-        stop = getattr(self.agent, "stop", None)
-        if stop is not None:
-            try:
-                stop()
-                return True
-            except Exception as e:
-                log.warning("Agent.stop() failed: %s", e)
-        try:
-            from ..push import stop_event_loop
-        except ImportError:
+        """Ask the push loop to end, thread-safely (``Agent.stop()``); False when no agent."""
+        if self.agent is None:
             return False
         try:
-            return bool(stop_event_loop(self.agent, Err.EPULL))
+            self.agent.stop()
+            return True
         except Exception as e:
-            log.warning("cannot stop the push loop: %s", e)
+            log.warning("Agent.stop() failed: %s", e)
             return False
 
     def _after_hook(self) -> None:
@@ -255,20 +246,13 @@ class Armsd:
         return agent
 
     def _set_app_event_interval(self) -> None:
-        """``app-event-interval`` for the push loop: ``Agent.set_app_event_interval`` when the
-        agent has it (libarms ``arms_set_app_event_interval``), else the push context that
-        ``libarms.push.context_of`` hands out after the method query."""
+        """``app-event-interval`` for the push loop (``Agent.set_app_event_interval``)."""
         if self.agent is None or not self.cfg.script("script-app-event"):
             return
         seconds = self.cfg.app_event_interval
         try:
-            setter = getattr(self.agent, "set_app_event_interval", None)
-            if setter is not None:
-                setter(seconds)
-                return
-            from ..push import context_of
-            context_of(self.agent).app_event_interval = float(seconds)
-        except Exception as e:
+            self.agent.set_app_event_interval(seconds)
+        except ArmsError as e:
             log.warning("app-event-interval %s not applied: %s", seconds, e)
 
     # -- main flow ---------------------------------------------------------------------------
