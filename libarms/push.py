@@ -1350,7 +1350,8 @@ class TunnelWorker:
         end = map_server_result(a.result_code) if a.result_code else None
         if a.result_code == 507:
             end = Err.EPULL
-        if end is not None:
+        if end is not None:                   # fatal confirm-start answer (A 2.2)
+            self.ctx.fire(Event.FAIL)
             self.ls.stop(end)
         elif not (100 <= a.result_code < 200 and a.transaction_id is not None):
             log.warning("tunnel[%d] re-confirmation refused (%d): rebuilding", self.index, a.result_code)

@@ -159,3 +159,13 @@ def test_proxy_pushes_a_message_over_64_kib_through_the_tunnel(make_proxy, make_
     out = proxy.push("configure", P.configure_body([P.ModuleInfo(1, "2")], [(1, cfg)]))
     assert out.result_code == 100 and out.done.result_code == 100
     assert [c[3] for c in cb.calls if c[0] == "config" and c[2] == ConfigAction.PUSH_STORE_CONFIG] == [cfg]
+
+
+@pytest.mark.parametrize("method", ["https-tunnel", "https-simple"])
+def test_fatal_confirmation_start_answer_goes_boot_fail_then_push_reboot(make_proxy, make_device, method):
+    proxy = make_proxy(methods=(method,), echo_interval=5)
+    proxy.proxy.confirm_result = 503
+    cb = RecordingCallbacks()
+    dev = make_device(proxy, cb, port=free_port()).start()
+    assert dev.wait() == Err.EREBOOT
+    assert cb.states == [(State.PULLDONE, S), (S, State.BOOT_FAIL), (State.BOOT_FAIL, R)]

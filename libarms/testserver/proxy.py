@@ -152,6 +152,7 @@ class PushProxy:
         self.block_inbound = False        # act as if the device's push endpoint is unreachable
         self.done_script: dict[str, list[int]] = {}   # method -> result codes for next done answers
         self.cut_after_done: set[str] = set()  # methods whose done answer is followed by an outage
+        self.confirm_result: Optional[int] = None  # answer push-confirmation-start with this code
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -288,6 +289,8 @@ class PushProxy:
             urls = ([self.tunnel_url] + list(self.extra_tunnel_urls)) if "https-tunnel" in self.methods else []
             return P.build_method_query_response(100, self.methods, urls, self.echo_interval)
         if msg.type == "push-confirmation-start":
+            if self.confirm_result is not None:
+                return P.build_confirmation_start_response(self.confirm_result, None)
             a = P.read_push_answer(body)
             tid = next(self._tids)
             if a.push_endpoint:
@@ -422,6 +425,9 @@ class PushProxy:
     async def _tunnel_message(self, tun: ServerTunnel, dev: Device, msg: bytes) -> None:
         a = P.read_push_answer(msg)
         if a.kind == "request" and a.type == "push-confirmation-start":
+            if self.confirm_result is not None:
+                await tun.send(P.build_confirmation_start_response(self.confirm_result, None))
+                return
             tid = next(self._tids)
             # start answer and done request in one write (allowed, W 5.3)
             await tun.send_raw(encode_chunk(P.build_confirmation_start_response(100, tid), next(ServerTunnel._ids), True)
