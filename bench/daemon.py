@@ -139,6 +139,11 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=30.0)
     ap.add_argument("--runs", type=int, default=3, help="launches measured for launch->PUSH_WAIT")
     args = ap.parse_args()
+    # An installed package has its byte code compiled (pip, Buildroot): so must the tree measured
+    # here, or every launch compiles the modules that lack a .pyc (PYTHONDONTWRITEBYTECODE=1 in
+    # a CI environment keeps them missing) and the launch figure measures the compiler.
+    import compileall
+    compileall.compile_dir(os.path.join(os.path.dirname(HERE), "libarms"), quiet=1)
     with tempfile.TemporaryDirectory(prefix="armsd-bench-") as tmp:
         sd = os.path.join(tmp, "server")
         server = TestServer(sd).start()
