@@ -97,6 +97,7 @@ class Store:
         self.path = path
         self._local = threading.local()
         self._wake = threading.Condition()
+        self._added = 0                   # bumped on every commit that added readings
         with self._conn() as conn:
             conn.executescript(SCHEMA)
 
@@ -128,12 +129,30 @@ class Store:
             raise
         if new:
             with self._wake:
+                self._added += 1
                 self._wake.notify_all()
         return new
 
-    def wait_for_pending(self, timeout: float) -> None:
+    def added_mark(self) -> int:
+        """A mark to pass to ``wait_for_pending``: take it BEFORE looking for pending readings,
+        so that readings added in between are not slept through."""
         with self._wake:
-            self._wake.wait(timeout)
+            return self._added
+
+    def wait_for_pending(self, timeout: float, since: Optional[int] = None,
+                         stop: Optional[threading.Event] = None) -> bool:
+        """Wait (at most ``timeout``) until readings were added after mark ``since`` or ``stop``
+        is set; returns True if readings were added. Without ``since``: any add from now on."""
+        with self._wake:
+            mark = self._added if since is None else since
+            return self._wake.wait_for(
+                lambda: self._added != mark or (stop is not None and stop.is_set()),
+                timeout) and self._added != mark
+
+    def wake(self) -> None:
+        """Wake waiters of ``wait_for_pending`` (e.g. to let them see their stop event)."""
+        with self._wake:
+            self._wake.notify_all()
 
     def pending(self, limit: int = 100) -> list[Reading]:
         rows = self._conn().execute(

@@ -61,6 +61,7 @@ class Uploader:
         self._thread.start()
 
     def join(self, timeout: float = 5.0) -> None:
+        self.store.wake()                 # an idle uploader sees ``stop`` right away
         if self._thread:
             self._thread.join(timeout)
 
@@ -85,6 +86,7 @@ class Uploader:
 
     def run(self) -> None:
         while not self.stop.is_set():
+            mark = self.store.added_mark()
             try:
                 n = self.upload_once()
             except (requests.RequestException, OSError, ValueError) as exc:
@@ -98,4 +100,4 @@ class Uploader:
                 log.info("upload recovered after %d failure(s)", self.failures)
                 self.failures = 0
             if n == 0:
-                self.store.wait_for_pending(self.idle_wait)
+                self.store.wait_for_pending(self.idle_wait, since=mark, stop=self.stop)

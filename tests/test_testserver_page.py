@@ -148,6 +148,8 @@ const out = {};
   }
   await until("device rows", () => ids["devices"].children.length > 0, 10000);
   await until("server status", () => text("server").includes("rest_url"), 10000);
+  // the request log is its own fetch in the same refresh: wait for its rows too
+  await until("served requests", () => ids["served"].children.length > 0, 10000);
   out.appHidden = hidden("app"); out.tokenFromFragment = store.get("arms-testserver-token");
   out.fragmentCleared = globalThis.location.hash === "";
   out.rows = ids["devices"].children.map(r => r.children.map(c => c.textContent));

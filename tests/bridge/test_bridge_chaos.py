@@ -22,14 +22,14 @@ def inject(sim, bridge, fault: str) -> None:
         rejoins = bridge.session.metrics["rejoins"]
         sim.set_fault(reauth_fail=True)
         sim.expire_session()
-        assert wait_for(lambda: bridge.session.metrics["rejoins"] > rejoins, 10)
+        assert wait_for(lambda: bridge.session.metrics["rejoins"] > rejoins, 30), bridge.session.metrics
         sim.set_fault(reauth_fail=False)
     elif fault == "link_down":
         sim.link_down(0.4)
     elif fault == "unplug":
         errors = bridge.session.metrics["port_errors"]
         sim.unplug()
-        assert wait_for(lambda: bridge.session.metrics["port_errors"] > errors, 10)
+        assert wait_for(lambda: bridge.session.metrics["port_errors"] > errors, 30), bridge.session.metrics
         sim.replug()
     elif fault == "tx_limit":
         sim.tx_limit(0.3)
@@ -59,7 +59,7 @@ def test_bridge_reads_through_every_fault_in_random_order(make_sim, tmp_path, pr
     random.Random(seed).shuffle(order)
     try:
         with Runner(bridge) as running:
-            assert wait_for(lambda: powers() >= 1, 10)
+            assert wait_for(lambda: powers() >= 1, 30), running.session.metrics
             for fault in order:
                 before = powers()
                 inject(sim, running, fault)
@@ -71,6 +71,6 @@ def test_bridge_reads_through_every_fault_in_random_order(make_sim, tmp_path, pr
                 sim.set_fault(duplicate_rate=0.0)
             assert running.session.joined
         assert all(r.value == 99 for r in store.all() if r.kind == "power_w")
-        assert wait_for(lambda: len(server.collector.store.readings("meter-1")) > 0, 5)
+        assert wait_for(lambda: len(server.collector.store.readings("meter-1")) > 0, 30)
     finally:
         server.stop()

@@ -110,14 +110,14 @@ def test_missed_half_hours_are_backfilled_from_the_meter_history(make_sim, tmp_p
     bridge = make_bridge(sim, tmp_path, poll_interval=3600, energy_interval=3600)
     store = Store(bridge.cfg.queue_path)
     with Runner(bridge):
-        assert wait_for(lambda: store.last_ts("halfhour_normal_kwh") is not None, 10)
+        assert wait_for(lambda: store.last_ts("halfhour_normal_kwh") is not None, 30)
     first = dt.datetime.fromisoformat(store.last_ts("halfhour_normal_kwh"))
     sim.advance_clock(3 * 3600 + 60)                 # the bridge was down for 3 hours
     bridge2 = make_bridge(sim, tmp_path, poll_interval=3600, energy_interval=3600)
     with Runner(bridge2):
-        assert wait_for(lambda: store.last_ts("halfhour_normal_kwh") > first.isoformat(), 10)
+        assert wait_for(lambda: store.last_ts("halfhour_normal_kwh") > first.isoformat(), 30)
         assert wait_for(lambda: len([r for r in store.all()
-                                     if r.kind == "halfhour_normal_kwh"]) >= 7, 10)
+                                     if r.kind == "halfhour_normal_kwh"]) >= 7, 30)
     halfhours = {dt.datetime.fromisoformat(r.ts): r for r in store.all()
                  if r.kind == "halfhour_normal_kwh"}
     # The real clock may cross another boundary meanwhile: at least the 7 slots, contiguous.
