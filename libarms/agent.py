@@ -128,6 +128,7 @@ class Agent:
         self._in_run = False
         self._stop_pending = False
         self._last_error = ""
+        self.app_event_interval = 60.0      # set_app_event_interval(); read by the push loop
         self.ctx.time_floor = BUILD_TIME
         if time_floor_path and os.path.exists(time_floor_path):
             try:
@@ -775,6 +776,18 @@ class Agent:
     def push_method_query(self):
         from .push import push_method_query
         return push_method_query(self)
+
+    def set_app_event_interval(self, seconds: float) -> None:
+        """``arms_set_app_event_interval``: call ``Callbacks.app_event`` every ``seconds``
+        (0.1..600, default 60) in ``run()``; ArmsError(EINVAL) outside. Thread-safe; a
+        running loop uses the new value from its next wake-up."""
+        from .push import set_app_event_interval
+        set_app_event_interval(self, seconds)
+
+    def get_app_event_interval(self) -> float:
+        """``arms_get_app_event_interval``: the interval in seconds."""
+        from .push import get_app_event_interval
+        return get_app_event_interval(self)
 
     def run(self, port=0, fragment=0):
         from .push import event_loop

@@ -71,6 +71,8 @@ LOG_ECALLBACK = 108
 LOG_ENETTIMEOUT = 107
 
 SIMPLE_MAX_TRANSACTIONS = 10
+#: ``arms_set_app_event_interval`` bounds and default (A 2.7), seconds
+MIN_APP_EVENT_INTERVAL, MAX_APP_EVENT_INTERVAL, DEFAULT_APP_EVENT_INTERVAL = 0.1, 600.0, 60.0
 #: What a failed exchange with a server can raise (bad bytes, network, TLS, proxy, timeouts).
 NET_ERRORS = (ProtocolError, OSError, ssl.SSLError, asyncio.TimeoutError, EOFError,
               asyncio.LimitOverrunError)
@@ -109,7 +111,7 @@ class PushContext:
     callback_timeout: float = 60.0
     io_timeout: float = 30.0
     confirm_timeout: float = 60.0
-    app_event_interval: float = 60.0
+    app_event_interval: float = DEFAULT_APP_EVENT_INTERVAL
     reconnect_base: Optional[float] = None   # backoff base; default rs_retry_interval or 1 s
     reconnect_cap: float = 300.0
     bind_attempts: int = 8
@@ -189,6 +191,7 @@ def context_of(agent: Any) -> PushContext:
         io_timeout=float(getattr(agent, "response_timeout", 30.0)),
         callback_timeout=float(getattr(agent, "callback_timeout", 60.0)),
         state_dir=getattr(agent, "push_state_dir", None),
+        app_event_interval=float(getattr(agent, "app_event_interval", DEFAULT_APP_EVENT_INTERVAL)),
         time_floor=float(getattr(c, "time_floor", 0.0)),
         state=agent.state, set_state=agent._set_state, log_fn=agent._log)
     pc = getattr(agent, "_push_ctx", None)
@@ -225,6 +228,27 @@ def _write_back(agent: Any, pc: PushContext) -> None:
         c.modules = [Module(m.id, m.version, m.info) for m in pc.modules]
     except Exception:
         log.exception("module list not written back")
+
+
+def set_app_event_interval(agent: Any, seconds: float) -> None:
+    """``arms_set_app_event_interval``: how often the push loop calls ``app_event``
+    (0.1..600 s, else ArmsError(EINVAL)). Takes effect at the next wake-up of a running loop."""
+    try:
+        value = float(seconds)
+    except (TypeError, ValueError):
+        raise ArmsError(Err.EINVAL, f"app-event interval {seconds!r} is not a number") from None
+    if not MIN_APP_EVENT_INTERVAL <= value <= MAX_APP_EVENT_INTERVAL:
+        raise ArmsError(Err.EINVAL, f"app-event interval {value:g} s outside "
+                                    f"{MIN_APP_EVENT_INTERVAL:g}..{MAX_APP_EVENT_INTERVAL:g} s")
+    agent.app_event_interval = value
+    pc = getattr(agent, "_push_ctx", None)
+    if pc is not None:
+        pc.app_event_interval = value
+
+
+def get_app_event_interval(agent: Any) -> float:
+    """``arms_get_app_event_interval``: the interval in seconds."""
+    return float(getattr(agent, "app_event_interval", DEFAULT_APP_EVENT_INTERVAL))
 
 
 def stop_event_loop(agent: Any, result: Err = Err.EPULL) -> bool:
@@ -284,9 +308,14 @@ class CallbackRunner:
         self._q.put((loop, fut, fn, args))
         try:
             return await asyncio.wait_for(asyncio.shield(fut), timeout or self.timeout)
+        except asyncio.CancelledError:
+            # the caller went away (round over): the outcome still arrives; retrieve it so
+            # asyncio does not report an exception that was never retrieved
+            fut.add_done_callback(_retrieve)
+            raise
         except asyncio.TimeoutError:
             # the late outcome is dropped (retrieved here so asyncio does not warn about it)
-            fut.add_done_callback(lambda f: f.cancelled() or f.exception())
+            fut.add_done_callback(_retrieve)
             # the worker is stuck in this callback: move waiting work to a fresh thread
             old = self._q
             self._start()
@@ -303,6 +332,12 @@ class CallbackRunner:
 
     def close(self) -> None:
         self._q.put(None)
+
+
+def _retrieve(fut: asyncio.Future) -> None:
+    """Done callback: mark a future's outcome as seen (it is dropped on purpose)."""
+    if not fut.cancelled():
+        fut.exception()
 
 
 def _settle(fut: asyncio.Future, res, err) -> None:
@@ -634,11 +669,9 @@ class LoopState:
 
     def confirmed(self) -> None:
         self.rollback_armed = False          # the new config reaches the servers: keep it
-        first = self.ctx.state != State.PUSH_WAIT
         self.ctx.fire(Event.CONFIRMED)
         self.retry_inf = True
-        if first:
-            self.start_heartbeat()
+        self.start_heartbeat()               # on every entry into push wait; no-op if running
 
     def start_heartbeat(self) -> None:
         if self.hb is not None or HeartbeatSender is None or not self.ctx.heartbeat_servers:
@@ -668,10 +701,11 @@ class LoopState:
             self.stop(Err.EPUSH)
 
     def pause_heartbeat(self, paused: bool) -> None:
-        """No heartbeat while a configure runs (W 1.7)."""
+        """No heartbeat while a configure runs (W 1.7), and no statistics callback either
+        (A 1.6 step 1: the round is skipped entirely)."""
         if self.hb is not None:
             try:
-                self.hb.pause() if paused else self.hb.resume()
+                self.hb.pause(ask_statistics=False) if paused else self.hb.resume()
             except Exception:
                 log.exception("heartbeat pause/resume failed")
 
@@ -910,6 +944,7 @@ class EventLoop:
             ctx._running = None
             if self._watchdog is not None:
                 self._watchdog.cancel()
+                await asyncio.gather(self._watchdog, return_exceptions=True)
             self.ls.stop_heartbeat()
             self.runner.close()
 
@@ -919,7 +954,7 @@ class EventLoop:
         self.ls.stop(result)
 
     def _end(self, result: Err) -> Err:
-        self.ctx.fire(Event.LOOP_END)
+        # the state is PUSH_REBOOT already when a round ran (A 2.2); early errors leave it
         log.info("event loop ends with %s", result.name)
         return result
 
@@ -941,6 +976,10 @@ class EventLoop:
             await rnd.shutdown()
             task.cancel()
             await asyncio.gather(task, app, return_exceptions=True)
+            # the push scheduler ended (A 2.2, 1.7): PUSH_REBOOT, heartbeat stopped; a
+            # re-confirmation goes PUSH_REBOOT -> PUSH_SENDREADY -> PUSH_WAIT
+            self.ls.stop_heartbeat()
+            self.ctx.fire(Event.LOOP_END)
 
     async def _app_events(self) -> None:
         cb = self.ctx.callbacks
@@ -994,7 +1033,12 @@ class EventLoop:
     async def _confirm_watchdog(self) -> None:
         await asyncio.sleep(self.ctx.confirm_timeout)
         if self.ls.rollback_armed:
-            await self.rollback_unconfirmed()
+            try:
+                await self.rollback_unconfirmed()
+            except Exception:
+                log.exception("rollback after a failed confirmation failed")
+                self.ls.stop(Err.EPULL)
+                return
             self.ls.stop(Err.EPUSH)           # start over: fresh connections, old config
 
     async def rollback_unconfirmed(self) -> bool:
@@ -1212,9 +1256,9 @@ class TunnelWorker:
                         raise TunnelClosed(f"bad confirmation answer: {e}") from None
                     end = map_server_result(a.result_code)
                     if a.result_code == 507:
-                        self.ls.stop(Err.EPULL)
-                        return False
-                    if end is not None:
+                        end = Err.EPULL
+                    if end is not None:       # fatal confirm-start answer (A 2.2)
+                        ctx.fire(Event.FAIL)
                         self.ls.stop(end)
                         return False
                     if not 100 <= a.result_code < 200 or a.transaction_id is None:
@@ -1240,6 +1284,7 @@ class TunnelWorker:
         asm = MessageAssembler(self.ctx.max_message)
         echo = _Echo()
         echo_task = asyncio.create_task(self._echo_loop(conn, echo))
+        rd: Optional[asyncio.Future] = None
         try:
             while True:
                 rd = asyncio.ensure_future(conn.read_chunks())
@@ -1262,8 +1307,13 @@ class TunnelWorker:
                     if msg is not None:
                         self._route(msg)
         finally:
-            echo_task.cancel()
-            await asyncio.gather(echo_task, return_exceptions=True)
+            # asyncio.wait does not cancel what it waits on: a read left pending when this
+            # coroutine is cancelled (round over) would end later with an exception nobody
+            # retrieves ("Task exception was never retrieved")
+            pending = [t for t in (rd, echo_task) if t is not None]
+            for t in pending:
+                t.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
 
     async def _echo_loop(self, conn: TunnelConnection, echo: "_Echo") -> None:
         interval = max(float(self.ctx.echo_interval), 0.05)
@@ -1300,7 +1350,8 @@ class TunnelWorker:
         end = map_server_result(a.result_code) if a.result_code else None
         if a.result_code == 507:
             end = Err.EPULL
-        if end is not None:
+        if end is not None:                   # fatal confirm-start answer (A 2.2)
+            self.ctx.fire(Event.FAIL)
             self.ls.stop(end)
         elif not (100 <= a.result_code < 200 and a.transaction_id is not None):
             log.warning("tunnel[%d] re-confirmation refused (%d): rebuilding", self.index, a.result_code)

@@ -22,9 +22,13 @@ Push phase (§2.7, ``libarms/push.py``):
   push-confirmation-start) -> CONFIRM_START -> PUSH_SENDREADY; a re-confirmation from push
   wait keeps PUSH_WAIT (push wait is sticky, §1.5 of the wire spec).
 * push-confirmation-done answered -> CONFIRMED -> PUSH_WAIT.
-* A confirmation-start answer that stops the loop (2xx/5xx) -> FAIL -> BOOT_FAIL.
-* ``Agent.run()`` returns (reboot, pull again, don't retry, no method left) -> LOOP_END ->
-  PUSH_REBOOT.
+* A confirmation-start answer that stops the loop (2xx/5xx/507) -> FAIL -> BOOT_FAIL.
+* The push scheduler ends (every round of ``Agent.run()``: reboot, pull again, don't retry,
+  no method left, and also an EPUSH re-confirmation or a configure in https-simple mode)
+  -> LOOP_END -> PUSH_REBOOT. So a re-confirmation reads PUSH_WAIT -> PUSH_REBOOT ->
+  PUSH_SENDREADY -> PUSH_WAIT (§2.2); after a configure in https-tunnel mode the tunnels
+  re-confirm on their connections inside the round and the state stays PUSH_WAIT.
+* ``Agent.run()`` returning early (argument or method errors, no round ran) leaves the state.
 """
 
 from __future__ import annotations

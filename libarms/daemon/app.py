@@ -41,7 +41,6 @@ from __future__ import annotations
 import ipaddress
 import logging
 import re
-import shutil
 from typing import Optional
 
 from ..callbacks import (Callbacks, ConfigAction, ConfigKind, Frag, Line, LineAction, LineStatus,
@@ -76,6 +75,13 @@ _TEXT_TABLE = bytes(b if b in _XML_SAFE else 0x40 for b in range(256))
 
 class HookError(ArmsLibError):
     """A hook failed, timed out or is not configured; the agent maps it to the error result."""
+
+
+def _which(name: str) -> Optional[str]:
+    """``shutil.which``, imported on first use: shutil (with bz2, lzma, fnmatch) is ~0.5 MiB
+    that armsd does not need unless ping/traceroute are asked about."""
+    import shutil
+    return shutil.which(name)
 
 
 def as_text(data: bytes) -> str:
@@ -185,9 +191,9 @@ class ArmsdCallbacks(Callbacks):
         if name == "app_event":       # no script: no timer, no wake-ups
             return bool(cfg.script("script-app-event"))
         if name == "ping":
-            return bool(cfg.script("script-ping") or shutil.which("ping"))
+            return bool(cfg.script("script-ping") or _which("ping"))
         if name == "traceroute":
-            return bool(cfg.script("script-traceroute") or shutil.which("traceroute"))
+            return bool(cfg.script("script-traceroute") or _which("traceroute"))
         return super().supports(name)
 
     # -- pull phase --------------------------------------------------------------------------
@@ -445,7 +451,7 @@ class ArmsdCallbacks(Callbacks):
         if self.cfg.script("script-ping"):
             res = self.run_hook("script-ping", [dst, str(count), str(size)], capture_stdout=True)
         else:
-            prog = shutil.which("ping6" if family == 6 else "ping") or shutil.which("ping")
+            prog = _which("ping6" if family == 6 else "ping") or _which("ping")
             if not prog:
                 raise HookError("no ping program on this host and no script-ping")
             args = (["-6"] if family == 6 and prog.endswith("/ping") else []) + \
@@ -469,7 +475,7 @@ class ArmsdCallbacks(Callbacks):
             res = self.run_hook("script-traceroute", [addr, str(count), str(maxhop)],
                              capture_stdout=True)
         else:
-            prog = shutil.which("traceroute")
+            prog = _which("traceroute")
             if not prog:
                 raise HookError("no traceroute program on this host and no script-traceroute")
             res = self.runner.run("traceroute", prog,

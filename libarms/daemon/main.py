@@ -63,9 +63,23 @@ class _Stop(BaseException):
     """Raised from the signal handler to leave an agent call that cannot be stopped otherwise."""
 
 
+def _help_formatter(prog: str) -> argparse.HelpFormatter:
+    """argparse's formatter, told the terminal width: by itself it imports shutil (with bz2 and
+    lzma, ~0.5 MiB for the daemon's life) just to read it. Same rule: $COLUMNS, the terminal,
+    else 80 columns."""
+    try:
+        columns = int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns
+        except (AttributeError, ValueError, OSError):
+            columns = 80
+    return argparse.HelpFormatter(prog, width=max(columns, 20) - 2)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="armsd",
+        prog="armsd", formatter_class=_help_formatter,
         description="ARMS (SMF/SACM) agent daemon: provisions this device from the LS/RS, keeps "
                     "the push connection and heartbeats, and runs hook scripts for every request "
                     "(see the sample config for the hooks' arguments and exit codes).",
@@ -108,6 +122,24 @@ def build_parser() -> argparse.ArgumentParser:
                         "hooks are executable), print the problems and exit 0 (fine) or 1")
     p.add_argument("-V", "--version", action="store_true", help="print versions and exit")
     return p
+
+
+def _preload_push_phase() -> Optional[threading.Thread]:
+    """Import the push phase's modules (asyncio, ``libarms.push``: about a third of the launch
+    time) on a short-lived thread while the pull waits on the network. Joined before the push
+    method query; a failed import is left for the real import to report."""
+    if "libarms.push" in sys.modules:
+        return None
+
+    def work():
+        try:
+            import libarms.push  # noqa: F401
+        except Exception as e:    # reported again, with its traceback, where it is needed
+            log.debug("push modules not preloaded: %s", e)
+
+    th = threading.Thread(target=work, name="armsd-preload", daemon=True)
+    th.start()
+    return th
 
 
 class Armsd:
@@ -159,23 +191,14 @@ class Armsd:
         # raises _Stop. Outside agent calls the next _call raises it.
 
     def _stop_push_loop(self) -> bool:
-        """Ask the push loop to end, thread-safely: ``Agent.stop()``, else libarms.push's
-        ``stop_event_loop``. False when neither is available or no loop runs."""
-        stop = getattr(self.agent, "stop", None)
-        if stop is not None:
-            try:
-                stop()
-                return True
-            except Exception as e:
-                log.warning("Agent.stop() failed: %s", e)
-        try:
-            from ..push import stop_event_loop
-        except ImportError:
+        """Ask the push loop to end, thread-safely (``Agent.stop()``); False when no agent."""
+        if self.agent is None:
             return False
         try:
-            return bool(stop_event_loop(self.agent, Err.EPULL))
+            self.agent.stop()
+            return True
         except Exception as e:
-            log.warning("cannot stop the push loop: %s", e)
+            log.warning("Agent.stop() failed: %s", e)
             return False
 
     def _after_hook(self) -> None:
@@ -255,20 +278,13 @@ class Armsd:
         return agent
 
     def _set_app_event_interval(self) -> None:
-        """``app-event-interval`` for the push loop: ``Agent.set_app_event_interval`` when the
-        agent has it (libarms ``arms_set_app_event_interval``), else the push context that
-        ``libarms.push.context_of`` hands out after the method query."""
+        """``app-event-interval`` for the push loop (``Agent.set_app_event_interval``)."""
         if self.agent is None or not self.cfg.script("script-app-event"):
             return
         seconds = self.cfg.app_event_interval
         try:
-            setter = getattr(self.agent, "set_app_event_interval", None)
-            if setter is not None:
-                setter(seconds)
-                return
-            from ..push import context_of
-            context_of(self.agent).app_event_interval = float(seconds)
-        except Exception as e:
+            self.agent.set_app_event_interval(seconds)
+        except ArmsError as e:
             log.warning("app-event-interval %s not applied: %s", seconds, e)
 
     # -- main flow ---------------------------------------------------------------------------
@@ -321,6 +337,7 @@ class Armsd:
         """pull → save state → post-pull → method query → run; returns the agent's result."""
         agent = self.agent
         self.callbacks.begin_pull()
+        preload = _preload_push_phase()
         try:
             self._call("pull", agent.pull, timeout=self.cfg.pull_timeout or 21600, fragment=0,
                        lines=list(self.cfg.ls_lines))
@@ -337,6 +354,8 @@ class Armsd:
         if res is not None and not res.ok:
             log.error("script-post-pull %s: taking the reboot path", res.describe())
             return int(Err.EREBOOT)
+        if preload is not None:
+            preload.join(30)      # no fork (-w) and no second importer while it still runs
         try:
             self._call("query", agent.push_method_query)
         except ArmsError as e:

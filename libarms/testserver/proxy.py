@@ -36,7 +36,8 @@ from typing import Callable, Optional
 from ..errors import ProtocolError
 from ..protocol import push as P
 from ..transport.simple import ResponseReader, open_tls
-from ..transport.tunnel import ChunkDecoder, ChunkKind, ECHO_RESPONSE_CHUNK, MessageAssembler, encode_chunk
+from ..transport.tunnel import (ChunkDecoder, ChunkKind, ECHO_RESPONSE_CHUNK, MessageAssembler,
+                                encode_chunk, split_message)
 
 log = logging.getLogger("libarms.testserver.proxy")
 
@@ -82,9 +83,7 @@ class ServerTunnel:
     async def send(self, message: bytes) -> None:
         """One message, one chunk id; split at 8192 bytes (the device's read buffer), so a
         small message (every done answer) is one chunk written at once."""
-        cid = next(self._ids)
-        parts = [message[i:i + 8192] for i in range(0, len(message), 8192)] or [b""]
-        data = b"".join(encode_chunk(p, cid, i == len(parts) - 1) for i, p in enumerate(parts))
+        data = b"".join(split_message(message, next(self._ids), 8192))
         async with self.lock:
             self.writer.write(data)
             await self.writer.drain()
@@ -153,6 +152,7 @@ class PushProxy:
         self.block_inbound = False        # act as if the device's push endpoint is unreachable
         self.done_script: dict[str, list[int]] = {}   # method -> result codes for next done answers
         self.cut_after_done: set[str] = set()  # methods whose done answer is followed by an outage
+        self.confirm_result: Optional[int] = None  # answer push-confirmation-start with this code
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -289,6 +289,8 @@ class PushProxy:
             urls = ([self.tunnel_url] + list(self.extra_tunnel_urls)) if "https-tunnel" in self.methods else []
             return P.build_method_query_response(100, self.methods, urls, self.echo_interval)
         if msg.type == "push-confirmation-start":
+            if self.confirm_result is not None:
+                return P.build_confirmation_start_response(self.confirm_result, None)
             a = P.read_push_answer(body)
             tid = next(self._tids)
             if a.push_endpoint:
@@ -296,17 +298,29 @@ class PushProxy:
                 self._spawn(self._confirm_simple(dist, a.push_endpoint, tid))
             return P.build_confirmation_start_response(100, tid)
         if msg.kind == "request" and msg.type.endswith("-done"):
-            return self._done(dist, body)
+            return self._done(dist, body, simple=True)
         return P.build_server_response(msg.type, 202, description="Invalid Message type")
 
-    def _done(self, dist: str, body: bytes) -> bytes:
+    def _done(self, dist: str, body: bytes, simple: bool = False) -> bytes:
         """Record a done request and answer it. A configure done answered with a failure
-        code is not final (the device rolls back and resends 414), so it resolves nothing."""
+        code is not final (the device rolls back and resends 414), so it resolves nothing.
+
+        A configure done acknowledged with 1xx makes the device re-confirm (A 2.7): in
+        https-simple mode it closes its listener and opens a new round, in tunnel mode each
+        tunnel re-runs the confirmation. Until that completes the device is not reachable
+        here, so a push waits for it (``wait_reachable``) instead of hitting a listener that
+        is closing or a tunnel that is being replaced."""
         a = P.read_push_answer(body)
         d = self.device(dist)
         script = self.done_script.get(a.method or "")
         code = script.pop(0) if script else 100
         self._event(f"{a.type} {a.result_code}", dist)
+        if a.method == "configure" and 100 <= code < 200 and a.result_code != P.Rc.MODULE_SYNCING:
+            if simple:
+                d.endpoint = None
+            for t in d.tunnels:
+                t.confirmed = False
+            d.changed.set()
         final = a.method != "configure" or 100 <= code < 200 or code >= 500
         if a.transaction_id and final:
             f = d.done_future(a.transaction_id)
@@ -411,6 +425,9 @@ class PushProxy:
     async def _tunnel_message(self, tun: ServerTunnel, dev: Device, msg: bytes) -> None:
         a = P.read_push_answer(msg)
         if a.kind == "request" and a.type == "push-confirmation-start":
+            if self.confirm_result is not None:
+                await tun.send(P.build_confirmation_start_response(self.confirm_result, None))
+                return
             tid = next(self._tids)
             # start answer and done request in one write (allowed, W 5.3)
             await tun.send_raw(encode_chunk(P.build_confirmation_start_response(100, tid), next(ServerTunnel._ids), True)
@@ -433,6 +450,11 @@ class PushProxy:
             f = tun.expect.pop(a.type, None)
             if f is None and a.type == "generic-error" and len(tun.expect) == 1:
                 f = tun.expect.pop(next(iter(tun.expect)))   # the device could not read it
+            if a.method == "configure" and a.result_code == 100:
+                # W 5.5: the device drops this tunnel now (no last-chunk) and sends the
+                # done request on a new one: no more pushes on this connection
+                tun.confirmed = False
+                dev.changed.set()
             if f is not None and not f.done():
                 f.set_result(a)
             else:

@@ -76,7 +76,11 @@ def open_tls(url: "Url | str", policy: TlsPolicy, *, proxy: Optional[str] = None
     via = parse_url(proxy) if proxy else None
     ctx = client_context(policy)
     addr = (via or url).host, (via or url).port
-    sock = socket.create_connection(addr, timeout=_remaining(deadline, f"connecting to {addr[0]}"))
+    # An ASCII host goes to getaddrinfo as bytes: a str one loads the "idna" codec (with
+    # unicodedata and stringprep, ~0.5 MiB kept for the daemon's life) for nothing.
+    host = addr[0].encode("ascii") if addr[0].isascii() else addr[0]
+    sock = socket.create_connection((host, addr[1]),
+                                    timeout=_remaining(deadline, f"connecting to {addr[0]}"))
     try:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if via is not None:

@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import os
 import ssl
-import tempfile
 from typing import Optional
 
 from ..errors import ConfigError
-from .tls import BUILD_TIME, TlsPolicy, client_context as _policy_context
+from .tls import BUILD_TIME, TlsPolicy, client_context as _policy_context, load_cert_chain_pem
 
 _NO_CHECK_TIME = 0x200000
 
@@ -54,16 +53,8 @@ def server_context(cert_pem, key_pem, ca_pem, time_floor: float = BUILD_TIME) ->
         ctx.verify_mode = ssl.CERT_OPTIONAL
         if TlsPolicy("RS", "", time_floor=time_floor).clock_behind():
             ctx.verify_flags |= _NO_CHECK_TIME      # clock without battery: dates unknowable
-    with tempfile.TemporaryDirectory(prefix="libarms-") as d:
-        os.chmod(d, 0o700)
-        cp, kp = os.path.join(d, "c.pem"), os.path.join(d, "k.pem")
-        with open(cp, "w") as f:
-            f.write(_text(cert_pem) or "")
-        fd = os.open(kp, os.O_WRONLY | os.O_CREAT, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(_text(key_pem) or "")
-        try:
-            ctx.load_cert_chain(cp, kp)
-        except ssl.SSLError as e:
-            raise ConfigError(f"SA certificate/key from the RS cannot be used: {e}") from None
+    try:
+        load_cert_chain_pem(ctx, _text(cert_pem) or "", _text(key_pem) or "")
+    except ssl.SSLError as e:
+        raise ConfigError(f"SA certificate/key from the RS cannot be used: {e}") from None
     return ctx

@@ -266,7 +266,9 @@ async def open_tls(url: Url, ctx: ssl.SSLContext, timeout: float, *, policy=None
     checked after the handshake like every agent connection (``tls.verify_peer``)."""
     async def connect():
         if not proxy:
-            return await asyncio.open_connection(url.host, url.port, ssl=ctx, server_hostname=None)
+            # "" and not None: asyncio replaces None by the host (SNI, and the "idna" codec
+            # loaded for good); "" sends no name, as libarms (arms-wire.md: SNI not sent).
+            return await asyncio.open_connection(url.host, url.port, ssl=ctx, server_hostname="")
         via = _parse_url(proxy)
         reader, writer = await asyncio.open_connection(via.host, via.port)
         target = f"[{url.host}]:{url.port}" if ":" in url.host else f"{url.host}:{url.port}"

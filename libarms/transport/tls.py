@@ -79,18 +79,55 @@ def _context(ca_pem: str, cert_pem: Optional[str], key_pem: Optional[str], no_ti
     if no_time:
         ctx.verify_flags |= _NO_CHECK_TIME
     if cert_pem and key_pem:
-        # ssl loads credentials from files only: a private directory, removed at once.
-        import tempfile
-        with tempfile.TemporaryDirectory(prefix="libarms-") as d:
-            os.chmod(d, 0o700)
-            cp, kp = os.path.join(d, "c.pem"), os.path.join(d, "k.pem")
-            with open(cp, "w") as f:
-                f.write(cert_pem)
-            fd = os.open(kp, os.O_WRONLY | os.O_CREAT, 0o600)
-            with os.fdopen(fd, "w") as f:
-                f.write(key_pem)
-            ctx.load_cert_chain(cp, kp)
+        load_cert_chain_pem(ctx, cert_pem, key_pem)
     return ctx
+
+
+def _memfd(name: str, data: bytes) -> int:
+    fd = os.memfd_create(name, os.MFD_CLOEXEC)
+    try:
+        view = memoryview(data)
+        for _ in range(len(data) + 1):          # os.write may write less than asked
+            if not view:
+                return fd
+            view = view[os.write(fd, view):]
+        raise OSError("short writes to a memory file")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def load_cert_chain_pem(ctx: ssl.SSLContext, cert_pem: str, key_pem: str) -> None:
+    """``ctx.load_cert_chain`` from PEM text. ssl reads credentials from files only: on Linux
+    they go to anonymous memory files (``memfd_create``, never on a disk) read through
+    /proc/self/fd; elsewhere to a private temporary directory removed at once (tempfile, with
+    shutil, is imported only on that path). ssl.SSLError when they do not load."""
+    fds = []
+    if hasattr(os, "memfd_create") and os.path.isdir("/proc/self/fd"):
+        try:
+            fds.append(_memfd("libarms-cert", cert_pem.encode("utf-8")))
+            fds.append(_memfd("libarms-key", key_pem.encode("utf-8")))
+        except OSError:                         # e.g. ENOSYS on an old kernel
+            for fd in fds:
+                os.close(fd)
+            fds = []
+    if fds:
+        try:
+            ctx.load_cert_chain(f"/proc/self/fd/{fds[0]}", f"/proc/self/fd/{fds[1]}")
+        finally:
+            for fd in fds:
+                os.close(fd)
+        return
+    import tempfile
+    with tempfile.TemporaryDirectory(prefix="libarms-") as d:
+        os.chmod(d, 0o700)
+        cp, kp = os.path.join(d, "c.pem"), os.path.join(d, "k.pem")
+        with open(cp, "w") as f:
+            f.write(cert_pem)
+        fd = os.open(kp, os.O_WRONLY | os.O_CREAT, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(key_pem)
+        ctx.load_cert_chain(cp, kp)
 
 
 def client_context(policy: TlsPolicy, now: Optional[float] = None) -> ssl.SSLContext:

@@ -20,10 +20,11 @@ from ..protocol.push import Url
 
 try:  # the C-backed codec when built, else the pure-Python reference (same API)
     from ..chunkcodec import (ChunkDecoder, ChunkKind, Chunk, encode_chunk,  # type: ignore
-                              ECHO_REQUEST_CHUNK, ECHO_RESPONSE_CHUNK, END_CHUNK)
+                              split_message, ECHO_REQUEST_CHUNK, ECHO_RESPONSE_CHUNK, END_CHUNK)
 except ImportError:  # pragma: no cover - depends on what is installed
     from ..protocol.chunks import (ChunkDecoder, ChunkKind, Chunk, encode_chunk,  # noqa: F401
-                                   ECHO_REQUEST_CHUNK, ECHO_RESPONSE_CHUNK, END_CHUNK)
+                                   split_message, ECHO_REQUEST_CHUNK, ECHO_RESPONSE_CHUNK,
+                                   END_CHUNK)
 from .simple import build_tunnel_head, open_tls
 
 END_TAG = b"</arms-message>"
