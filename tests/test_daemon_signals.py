@@ -103,6 +103,11 @@ def test_daemon_mode_detaches_writes_pidfile_and_sigterm_removes_it(setup, tmp_p
     fd = os.pidfd_open(pid)
     try:
         assert os.getsid(pid) != os.getsid(0)     # detached into a session of its own
+        # Once started (the parent exited, the pidfile is there), SIGTERM is already handled:
+        # an init script stopping it right away still gets the clean exit path.
+        with open(f"/proc/{pid}/status") as f:
+            caught = int(next(ln for ln in f if ln.startswith("SigCgt:")).split()[1], 16)
+        assert caught & (1 << (signal.SIGTERM - 1)), "SIGTERM not handled yet when started"
         os.kill(pid, signal.SIGTERM)
         ready, _, _ = select.select([fd], [], [], 30)
         assert ready, "armsd did not exit after SIGTERM"

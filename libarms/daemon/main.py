@@ -571,6 +571,9 @@ def main(argv=None) -> int:
                   level=daemon.cfg.log_level, logfile=args.logfile,
                   syslog=args.syslog or ((args.daemon or args.wait_daemon) and not args.logfile),
                   syslog_socket=args.syslog_socket)
+    # Handlers first: the pidfile and the ready byte tell an init script it may signal us, and a
+    # SIGTERM that came before them would kill armsd without its exit path (pidfile left behind).
+    daemon._install_signals()
     pidpath = args.pidfile or (cfg.path_pid if args.daemon or args.wait_daemon else None)
     if pidpath:
         daemon.pidfile = PidFile(os.path.abspath(pidpath))
