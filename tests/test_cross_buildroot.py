@@ -407,7 +407,12 @@ def test_buildroot_armsd_init_script_starts_reloads_and_stops_a_real_armsd(tmp_p
 
     from libarms.testserver.server import TestServer
     did = "0001-0000-0000-0000-0000-0000-00B5-0001"
+    from libarms.testserver.pushservice import PushService
     with TestServer(str(tmp_path / "server")) as srv:
+        # The push side too: without it armsd's method query fails after the pull and, on a
+        # loaded machine, armsd leaves with "boot fail" before the test reloads and stops it.
+        srv.add_component(PushService(str(tmp_path / "server"), token="tok",
+                                      methods=("https-tunnel",)))
         srv.add_device(did, "init-ls-key", service={
             "modules": [{"id": 1, "version": "1", "config": "x\n"}]})
         (tmp_path / "iconfig").write_text(srv.initial_config())
@@ -449,6 +454,7 @@ def test_buildroot_armsd_init_script_starts_reloads_and_stops_a_real_armsd(tmp_p
             srv.wait_for_request(did, "config-solicitation", timeout=60)
             _wait_until(lambda: log.exists() and "state saved" in log.read_text(), 30,
                         "armsd to save its state after the pull")
+            _wait_until(lambda: "PUSH_WAIT" in log.read_text(), 60, "armsd to reach push wait")
             assert "OK" in run("reload")
             _wait_until(lambda: "configuration reloaded" in log.read_text(), 30, "the reload")
             assert "OK" in run("stop")
