@@ -20,23 +20,20 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from _cbench import run_c_bench  # noqa: E402
 from libarms import chunkcodec  # noqa: E402
 from libarms.protocol import chunks as pychunks  # noqa: E402
 
-STREAM = "/work/shared/vectors/libarms-5.33/tunnel/tunnel-stream-s2c.raw"
+STREAM = next((p for p in (os.path.join(os.path.dirname(ROOT), "shared", "vectors", "libarms-5.33", "tunnel", "tunnel-stream-s2c.raw"),
+                  "/work/shared/vectors/libarms-5.33/tunnel/tunnel-stream-s2c.raw") if os.path.exists(p)),
+              "/work/shared/vectors/libarms-5.33/tunnel/tunnel-stream-s2c.raw")
 
 
 def c_only(seconds: float) -> float | None:
-    r = subprocess.run(["make", "-s", "-C", os.path.join(ROOT, "csrc"), "bench-bin",
-                        "OUT=" + os.path.join(ROOT, "build", "core", "native")],
-                       capture_output=True, text=True)
-    if r.returncode != 0:
-        print("C bench build failed:", r.stderr[-500:], file=sys.stderr)
-        return None
-    out = subprocess.run([os.path.join(ROOT, "build", "core", "native", "bench_core"),
-                          str(seconds)], capture_output=True, text=True, check=True).stdout
-    return float(dict(line.split() for line in out.splitlines())["chunk_decode_mb_per_s"])
+    figures = run_c_bench(seconds)
+    return None if figures is None else float(figures["chunk_decode_mb_per_s"])
 
 
 def run(decoder_cls, data: bytes, read: int) -> tuple[float, int]:

@@ -26,7 +26,9 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from _cbench import run_c_bench  # noqa: E402
 from libarms import heartbeat as hbmod  # noqa: E402
 from libarms.protocol.heartbeat import PacketBuilder  # noqa: E402
 
@@ -62,16 +64,8 @@ def stats_cb(hb):
 
 
 def build_rate_c(seconds: float) -> float | None:
-    r = subprocess.run(["make", "-s", "-C", os.path.join(ROOT, "csrc"), "bench-bin",
-                        "OUT=" + os.path.join(ROOT, "build", "core", "native")],
-                       capture_output=True, text=True)
-    if r.returncode != 0:
-        print("C bench build failed:", r.stderr[-500:], file=sys.stderr)
-        return None
-    out = subprocess.run([os.path.join(ROOT, "build", "core", "native", "bench_core"),
-                          str(seconds)], capture_output=True, text=True, check=True).stdout
-    figures = dict(line.split() for line in out.splitlines())
-    return float(figures["hb_build_sign_per_s"])
+    figures = run_c_bench(seconds)
+    return None if figures is None else float(figures["hb_build_sign_per_s"])
 
 
 def build_rate_py(make, seconds: float) -> float:
