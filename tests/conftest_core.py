@@ -5,8 +5,9 @@ from __future__ import annotations
 import glob
 import json
 import os
+from _vectors import VECTORS_DIR  # noqa: E402
 
-VECTORS = "/work/shared/vectors/libarms-5.33"
+VECTORS = VECTORS_DIR
 
 # JSON argument names of each arms_hb_set_* call, in C argument order.
 HB_CALL_ARGS = {

@@ -12,8 +12,9 @@ from hypothesis import given, settings, strategies as st
 from libarms.errors import ProtocolError
 from libarms.protocol import chunks as pychunks
 from libarms.protocol.chunks import Chunk, ChunkKind
+from _vectors import VECTORS_DIR  # noqa: E402
 
-VEC = "/work/shared/vectors/libarms-5.33/tunnel"
+VEC = VECTORS_DIR + "/tunnel"
 
 
 def _impls():

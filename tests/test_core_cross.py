@@ -13,6 +13,7 @@ import pytest
 
 from libarms.protocol.chunks import encode_chunk
 from libarms.protocol.heartbeat import PacketBuilder
+from _vectors import VECTORS_DIR  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CSRC = os.path.join(ROOT, "csrc")
@@ -43,7 +44,7 @@ def _sysroot(arch: str) -> str:
 
 
 def test_c_unit_tests_pass_natively_under_asan_and_ubsan():
-    out = _run(["make", "-s", "-C", CSRC, "test-native", f"OUT={BUILD}"])
+    out = _run(["make", "-s", "-C", CSRC, "test-native", f"OUT={BUILD}", f"VECTORS={VECTORS_DIR}"])
     assert "signed with libcrypto" in out and "sender:" in out
     assert out.rstrip().endswith("ALL OK")
 
@@ -54,7 +55,7 @@ def test_c_unit_tests_pass_under_qemu_user(arch):
     if shutil.which(prefix + "gcc") is None or shutil.which(qemu) is None:
         pytest.fail(f"{prefix}gcc / {qemu} missing: run scripts/bootstrap.sh")
     out_dir = os.path.join(BUILD, arch)
-    make = ["make", "-s", "-C", CSRC, "test-bin", f"CROSS={prefix}", f"OUT={out_dir}"]
+    make = ["make", "-s", "-C", CSRC, "test-bin", f"CROSS={prefix}", f"OUT={out_dir}", f"VECTORS={VECTORS_DIR}"]
     if sysarch:
         sysroot = _sysroot(sysarch)
         make += [f"SYSROOT={sysroot}", f"TRIPLE={triple}"]
@@ -105,7 +106,7 @@ def test_chunk_fuzz_target_replays_vectors_and_mutations_under_asan(tmp_path):
     import random
     out_dir = os.path.join(BUILD, "fuzz")
     _run(["make", "-s", "-C", CSRC, "fuzz-bin", f"OUT={out_dir}"])
-    vec = "/work/shared/vectors/libarms-5.33/tunnel"
+    vec = VECTORS_DIR + "/tunnel"
     seeds = sorted(glob.glob(os.path.join(vec, "*.chunks")) + glob.glob(os.path.join(vec, "*.raw")))
     blobs = [open(p, "rb").read() for p in seeds]
     rng = random.Random(4)

@@ -12,6 +12,7 @@ from conftest_core import (SPEC_DIST_ID, SPEC_EMPTY, SPEC_FULL, SPEC_FULL_CALLS,
                            load_hb_vector)
 from libarms.errors import ArmsError, Err, ProtocolError
 from libarms.protocol import heartbeat as hbp
+from _vectors import VECTORS_DIR  # noqa: E402
 
 VECTORS = [load_hb_vector(p) for p in hb_vector_files()]
 IDS = [v["name"] for v in VECTORS]
@@ -74,7 +75,7 @@ def test_two_servers_get_the_same_body_with_different_digests():
 
 
 def hbp_dir():
-    return "/work/shared/vectors/libarms-5.33/heartbeat-harness"
+    return VECTORS_DIR + "/heartbeat-harness"
 
 
 def test_builder_capacity_is_140_cpu_items_then_esize():

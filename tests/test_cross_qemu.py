@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from conftest_cross import ARCHES, REPO, Device, ForeignPython, cross_stage
+from _vectors import VECTORS_DIR  # noqa: E402
 
 pytestmark = [pytest.mark.cross, pytest.mark.slow]
 
@@ -25,10 +26,7 @@ def foreign(request) -> ForeignPython:
     return cross_stage(request.param)
 
 
-# The libarms 5.33 captures: /work/shared on developer machines, shared/ beside the clone in CI.
-VECTORS = next((p for p in (Path("/work/shared/vectors/libarms-5.33"),
-                            REPO.parent / "shared" / "vectors" / "libarms-5.33") if p.is_dir()),
-               Path("/work/shared/vectors/libarms-5.33"))
+VECTORS = Path(VECTORS_DIR)  # the libarms 5.33 captures (see _vectors.py)
 DISTRIBUTION_ID = {"armhf": "0001-0000-0000-0000-0000-0000-00A7-0001",
                    "mipsel": "0001-0000-0000-0000-0000-0000-00A7-0002"}
 MACHINE = {"armhf": "armv7l", "mipsel": "mips"}

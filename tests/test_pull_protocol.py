@@ -16,8 +16,9 @@ from libarms.protocol import (DistributionId, HeartbeatInfo, Module, ModuleConfi
                               parse_initial_config, parse_location_config,
                               parse_rs_solicitation_response, parse_solicitation_request, parse_url)
 from libarms.protocol.pull import FatalAnswer
+from _vectors import VECTORS_DIR  # noqa: E402
 
-V = pathlib.Path("/work/shared/vectors/libarms-5.33")
+V = pathlib.Path(VECTORS_DIR)
 P = json.loads((V / "parameters.json").read_text())
 DIST = P["distribution_id"]
 DESC = P["description_sent"]

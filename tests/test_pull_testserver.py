@@ -13,6 +13,7 @@ import pytest
 
 from conftest_pull import DIST, FAST, LS_KEY, Recorder, new_server, pull_pki  # noqa: F401
 from libarms import Agent, State
+from _vectors import VECTORS_DIR  # noqa: E402
 
 
 
@@ -122,7 +123,7 @@ def test_legacy_server_answers_the_captured_libarms_requests_over_tls_1_0(tmp_pa
     import pathlib
     from libarms.protocol import (parse_config_solicitation_response, parse_http_response,
                                   parse_rs_solicitation_response)
-    v = pathlib.Path("/work/shared/vectors/libarms-5.33")
+    v = pathlib.Path(VECTORS_DIR)
     p = json.loads((v / "parameters.json").read_text())
     s = new_server(tmp_path / "srv", pull_pki, legacy_tls=True).start()
     try:

@@ -9,11 +9,12 @@ import threading
 
 from conftest_pull import Recorder, pull_pki  # noqa: F401
 from libarms import Agent, State
+from _vectors import VECTORS_DIR  # noqa: E402
 from libarms.protocol import (build_http_response, build_location_config,
                               build_rs_solicitation_response, parse_http_response,
                               parse_rs_solicitation_response)
 
-V = pathlib.Path("/work/shared/vectors/libarms-5.33")
+V = pathlib.Path(VECTORS_DIR)
 P = json.loads((V / "parameters.json").read_text())
 
 

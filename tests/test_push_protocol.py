@@ -10,8 +10,9 @@ from hypothesis import given, settings, strategies as st
 
 from libarms.errors import ProtocolError
 from libarms.protocol import push as P
+from _vectors import VECTORS_DIR  # noqa: E402
 
-V = Path("/work/shared/vectors/libarms-5.33")
+V = Path(VECTORS_DIR)
 DIST = "0001-1234-5678-9ABC-DEF0-1122-3344-5566"
 DESC = "libarms Test Client"
 

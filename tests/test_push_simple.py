@@ -11,6 +11,7 @@ import pytest
 from libarms.errors import Err
 from libarms.protocol import push as P
 from libarms.states import State
+from _vectors import VECTORS_DIR  # noqa: E402
 from tests.conftest_push import (DIST, RS_KEY, RecordingCallbacks, free_port, make_device,  # noqa: F401
                                  make_proxy, pki, wait_for)
 
@@ -85,7 +86,7 @@ def test_listener_answers_chunked_request_with_400_like_libarms(simple, pki):
     req = (f"POST / HTTP/1.1\r\nHost: 127.0.0.1:{dev.port}\r\nConnection: close\r\n"
            f"Content-Type: text/xml\r\nTransfer-Encoding: chunked\r\nAuthorization: Basic {_auth()}\r\n\r\n"
            ).encode() + b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
-    want = open("/work/shared/vectors/libarms-5.33/simple/14-sa-push-md-command-chunked-rejected-response.http", "rb").read()
+    want = open(VECTORS_DIR + "/simple/14-sa-push-md-command-chunked-rejected-response.http", "rb").read()
     assert raw_request(pki, dev.port, req) == want
 
 
@@ -160,7 +161,7 @@ def test_captured_server_requests_get_the_captured_answers_from_our_listener(mak
     (the transaction id of 16 is random: compared with it substituted)."""
     import re
     from pathlib import Path
-    V = Path("/work/shared/vectors/libarms-5.33/simple")
+    V = Path(VECTORS_DIR + "/simple")
 
     class Sample(RecordingCallbacks):
         def md_command(self, module_id, command):
