@@ -11,7 +11,7 @@ Exit codes (armsd 0.9.0 always exited 0 after its reboot script; ours tell a sup
 ====  ==========================================================================================
 0     stopped by SIGTERM or SIGINT (tunnels closed, heartbeats stopped, state saved); ``-V``/``-h``
 1     bad config file or option value, or a required file cannot be read (message on stderr)
-2     bad command line (argparse)
+2     bad command line (usage and the problem on stderr)
 3     the LS/RS told this device to stop using ARMS (``ARMS_EDONTRETRY``): do not restart
 4     reboot requested (by the RS, by ``script-post-pull``, or result 503); ``script-reboot`` ran
 5     boot fail: pull or push ended with an error (timeout, retries exhausted, a callback
@@ -25,7 +25,6 @@ and the running config kept; ``distribution-id`` and paths need a restart).
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import logging
 import os
@@ -63,65 +62,156 @@ class _Stop(BaseException):
     """Raised from the signal handler to leave an agent call that cannot be stopped otherwise."""
 
 
-def _help_formatter(prog: str) -> argparse.HelpFormatter:
-    """argparse's formatter, told the terminal width: by itself it imports shutil (with bz2 and
-    lzma, ~0.5 MiB for the daemon's life) just to read it. Same rule: $COLUMNS, the terminal,
-    else 80 columns."""
+#: armsd's options: (short, long, dest, kind, metavar, help). ``kind`` is "flag", "str" or
+#: "int"; help None hides the option. A getopt table rather than argparse: argparse (with
+#: gettext's catalog machinery and its formatter classes) stays resident ~0.4 MiB for the
+#: daemon's life to parse a dozen options once.
+OPTIONS = (
+    ("h", "help", "help", "flag", None, "show this help message and exit"),
+    ("f", "config", "config", "str", "FILE", f"config file (default {DEFAULT_CONFIG})"),
+    ("i", "distribution-id", "distribution_id", "str", "ID",
+     "Distribution ID, overrides the config file's distribution-id"),
+    ("b", "work-dir", "work_dir", "str", "DIR",
+     "work directory for module configs (overrides path-work-dir)"),
+    ("p", "port", "port", "int", "PORT",
+     "https-simple push listening port (default: push-port, else 10443)"),
+    ("l", "logfile", "logfile", "str", "FILE", "log to this file (appended)"),
+    (None, "syslog", "syslog", "flag", None,
+     "log to syslog (facility daemon); the default once daemonised"),
+    (None, "syslog-socket", "syslog_socket", "str", "PATH", "syslog socket (default /dev/log)"),
+    ("v", "verbose", "verbose", "flag", None, "debug logging"),
+    ("D", "foreground", "foreground", "flag", None,
+     "stay in the foreground (the default; kept for armsd compatibility)"),
+    ("d", None, "d", "flag", None, "deprecated armsd option: -D -v"),
+    (None, "daemon", "daemon", "flag", None,
+     "detach (double fork) once the config is read, for busybox/sysv init; logs then go to "
+     "syslog (give -l FILE on a box without syslogd)"),
+    ("w", None, "wait_daemon", "flag", None,
+     "run the pull in the foreground and detach only once it and the push method query "
+     "succeeded (an init script then waits for provisioning)"),
+    (None, "pidfile", "pidfile", "str", "FILE",
+     "write the pid here (default with --daemon: path-pid)"),
+    (None, "state-file", "state_file", "str", "FILE", "overrides path-state-cache"),
+    (None, "exit-on-pull", "exit_on_pull", "flag", None,
+     "exit 6 when the RS asks for a new pull instead of pulling in-process"),
+    ("H", "hb-debug", "hb_debug", "flag", None,
+     "print heartbeat statistics every 5 s and send nothing (debug)"),
+    (None, "hb-debug-count", "hb_debug_count", "int", "N", None),
+    ("t", "check", "check", "flag", None,
+     "check the config file (keys, values, that hooks and files exist and hooks are "
+     "executable), print the problems and exit 0 (fine) or 1"),
+    ("V", "version", "version", "flag", None, "print versions and exit"),
+)
+DEFAULTS = {"config": DEFAULT_CONFIG, "syslog_socket": "/dev/log", "hb_debug_count": 0}
+DESCRIPTION_TEXT = (
+    "ARMS (SMF/SACM) agent daemon: provisions this device from the LS/RS, keeps the push "
+    "connection and heartbeats, and runs hook scripts for every request (see the sample config "
+    "for the hooks' arguments and exit codes).")
+EPILOG = ("Exit codes: 0 stopped by signal, 1 config error, 2 usage, 3 server said stop (do not "
+          "restart), 4 reboot requested, 5 boot fail (restart later), 6 pull again "
+          "(--exit-on-pull).")
+
+
+class Options:
+    """The parsed command line: one attribute per ``OPTIONS`` dest."""
+
+    def __init__(self, **values):
+        for _short, _long, dest, kind, _mv, _help in OPTIONS:
+            setattr(self, dest, DEFAULTS.get(dest, False if kind == "flag" else None))
+        self.__dict__.update(values)
+
+    def __repr__(self) -> str:
+        return "Options(%s)" % ", ".join(f"{k}={v!r}" for k, v in sorted(vars(self).items()))
+
+
+class UsageError(Exception):
+    """A bad command line; ``main`` prints the usage and the message and exits 2."""
+
+
+def _columns() -> int:
+    """The help's width: $COLUMNS, the terminal, else 80 (as argparse, without shutil)."""
     try:
-        columns = int(os.environ["COLUMNS"])
+        return max(int(os.environ["COLUMNS"]), 20) - 2
     except (KeyError, ValueError):
-        try:
-            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns
-        except (AttributeError, ValueError, OSError):
-            columns = 80
-    return argparse.HelpFormatter(prog, width=max(columns, 20) - 2)
+        pass
+    try:
+        return max(os.get_terminal_size(sys.__stdout__.fileno()).columns, 20) - 2
+    except (AttributeError, ValueError, OSError):
+        return 78
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="armsd", formatter_class=_help_formatter,
-        description="ARMS (SMF/SACM) agent daemon: provisions this device from the LS/RS, keeps "
-                    "the push connection and heartbeats, and runs hook scripts for every request "
-                    "(see the sample config for the hooks' arguments and exit codes).",
-        epilog="Exit codes: 0 stopped by signal, 1 config error, 2 usage, 3 server said stop "
-               "(do not restart), 4 reboot requested, 5 boot fail (restart later), "
-               "6 pull again (--exit-on-pull).")
-    p.add_argument("-f", "--config", default=DEFAULT_CONFIG, metavar="FILE",
-                   help=f"config file (default {DEFAULT_CONFIG})")
-    p.add_argument("-i", "--distribution-id", metavar="ID",
-                   help="Distribution ID, overrides the config file's distribution-id")
-    p.add_argument("-b", "--work-dir", metavar="DIR",
-                   help="work directory for module configs (overrides path-work-dir)")
-    p.add_argument("-p", "--port", type=int, metavar="PORT",
-                   help="https-simple push listening port (default: push-port, else 10443)")
-    p.add_argument("-l", "--logfile", metavar="FILE", help="log to this file (appended)")
-    p.add_argument("--syslog", action="store_true",
-                   help="log to syslog (facility daemon); the default once daemonised")
-    p.add_argument("--syslog-socket", default="/dev/log", metavar="PATH",
-                   help="syslog socket (default /dev/log)")
-    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    p.add_argument("-D", "--foreground", action="store_true",
-                   help="stay in the foreground (the default; kept for armsd compatibility)")
-    p.add_argument("-d", action="store_true", help="deprecated armsd option: -D -v")
-    p.add_argument("--daemon", action="store_true",
-                   help="detach (double fork) once the config is read, for busybox/sysv init; "
-                        "logs then go to syslog (give -l FILE on a box without syslogd)")
-    p.add_argument("-w", dest="wait_daemon", action="store_true",
-                   help="run the pull in the foreground and detach only once it and the push "
-                        "method query succeeded (an init script then waits for provisioning)")
-    p.add_argument("--pidfile", metavar="FILE",
-                   help="write the pid here (default with --daemon: path-pid)")
-    p.add_argument("--state-file", metavar="FILE", help="overrides path-state-cache")
-    p.add_argument("--exit-on-pull", action="store_true",
-                   help="exit 6 when the RS asks for a new pull instead of pulling in-process")
-    p.add_argument("-H", "--hb-debug", action="store_true",
-                   help="print heartbeat statistics every 5 s and send nothing (debug)")
-    p.add_argument("--hb-debug-count", type=int, default=0, help=argparse.SUPPRESS)
-    p.add_argument("-t", "--check", action="store_true",
-                   help="check the config file (keys, values, that hooks and files exist and "
-                        "hooks are executable), print the problems and exit 0 (fine) or 1")
-    p.add_argument("-V", "--version", action="store_true", help="print versions and exit")
-    return p
+def _names(short, long, metavar) -> str:
+    arg = f" {metavar}" if metavar else ""
+    names = ([f"-{short}{arg}"] if short else []) + ([f"--{long}{arg}"] if long else [])
+    return ", ".join(names)
+
+
+def usage(width: Optional[int] = None) -> str:
+    import textwrap      # already loaded by traceback (logging): costs nothing
+    width = width or _columns()
+    parts = []
+    for short, long, _dest, _kind, metavar, help_ in OPTIONS:
+        if help_ is None:
+            continue
+        flag = f"-{short}" if short else f"--{long}"
+        # a no-break space keeps "[--pidfile FILE]" on one line (textwrap splits on ASCII only)
+        parts.append(f"[{flag}\xa0{metavar}]" if metavar else f"[{flag}]")
+    return textwrap.fill(" ".join(parts), width, initial_indent="usage: armsd ",
+                         subsequent_indent=" " * len("usage: armsd "),
+                         break_long_words=False, break_on_hyphens=False).replace("\xa0", " ")
+
+
+def help_text(width: Optional[int] = None) -> str:
+    """The ``-h`` text: usage, description, one entry per option, the exit codes."""
+    import textwrap
+    width = width or _columns()
+    col = min(24, max(width // 3, 10))
+    out = [usage(width), "", textwrap.fill(DESCRIPTION_TEXT, width), "", "options:"]
+    for short, long, _dest, _kind, metavar, help_ in OPTIONS:
+        if help_ is None:
+            continue
+        names = "  " + _names(short, long, metavar)
+        body = textwrap.wrap(help_, max(width - col, 11), break_on_hyphens=False)
+        if len(names) <= col - 2:
+            out.append(names.ljust(col) + body[0])
+            body = body[1:]
+        else:
+            out.append(names)
+        out.extend(" " * col + line for line in body)
+    out += ["", textwrap.fill(EPILOG, width)]
+    return "\n".join(out) + "\n"
+
+
+def parse_args(argv) -> Options:
+    """armsd's command line (GNU getopt rules: bundled short flags, ``-fFILE``, ``--config=FILE``,
+    unambiguous long prefixes). UsageError on anything else."""
+    import getopt
+    shorts = "".join(s + (":" if kind != "flag" else "") for s, _l, _d, kind, _m, _h in OPTIONS if s)
+    longs = [lo + ("=" if kind != "flag" else "") for _s, lo, _d, kind, _m, _h in OPTIONS if lo]
+    by_flag = {}
+    for s, lo, dest, kind, _m, _h in OPTIONS:
+        for flag in ((f"-{s}",) if s else ()) + ((f"--{lo}",) if lo else ()):
+            by_flag[flag] = (s, lo, dest, kind)
+    try:
+        pairs, rest = getopt.gnu_getopt(list(argv), shorts, longs)
+    except getopt.GetoptError as e:
+        raise UsageError(str(e)) from None
+    if rest:
+        raise UsageError("unrecognized arguments: " + " ".join(rest))
+    values = {}
+    for flag, value in pairs:
+        s, lo, dest, kind = by_flag[flag]
+        if kind == "flag":
+            values[dest] = True
+        elif kind == "int":
+            try:
+                values[dest] = int(value)
+            except ValueError:
+                shown = "/".join(x for x in ((f"-{s}" if s else ""), (f"--{lo}" if lo else "")) if x)
+                raise UsageError(f"argument {shown}: invalid int value: {value!r}") from None
+        else:
+            values[dest] = value
+    return Options(**values)
 
 
 def _preload_push_phase() -> Optional[threading.Thread]:
@@ -143,7 +233,7 @@ def _preload_push_phase() -> Optional[threading.Thread]:
 
 
 class Armsd:
-    def __init__(self, cfg: DaemonConfig, args: argparse.Namespace):
+    def __init__(self, cfg: DaemonConfig, args: Options):
         self.args = args
         self.cfg = self._apply_args(cfg)
         self.redact = Redactor(self.cfg.secrets())
@@ -549,7 +639,14 @@ def heartbeat_debug(cfg: DaemonConfig, count: int = 0) -> int:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = parse_args(sys.argv[1:] if argv is None else argv)
+    except UsageError as e:
+        sys.stderr.write(f"{usage()}\narmsd: error: {e}\n")
+        return EXIT_USAGE
+    if args.help:
+        sys.stdout.write(help_text())
+        return EXIT_OK
     if args.version:
         print(f"armsd version {__version__}, with libarms {__version__} "
               f"(wire-compatible with libarms {LIBARMS_COMPAT_VERSION})")
