@@ -22,6 +22,7 @@ result codes 501/502/503/2xx/5xx, all inside the total timeout. Everything learn
 
 from __future__ import annotations
 
+import binascii
 import logging
 import os
 import ssl
@@ -30,6 +31,7 @@ import threading
 import time
 from typing import Optional, Sequence
 
+from . import _lines
 from ._atomic import write_atomic
 from .callbacks import Callbacks, ConfigAction, Frag, Line, LineAction, LineStatus, LineType
 from .context import Context
@@ -65,7 +67,7 @@ LOG_ELS_ACCESS, LOG_ERS_ACCESS = 130, 131
 LOG_ERROR, LOG_DEBUG = 100, 200
 
 STATE_MAGIC = b"LIBARMS-PY-STATE\n"
-STATE_VERSION = 1
+STATE_VERSION = 2                 # 1: JSON + SHA-256 (still read, see _decode_state)
 
 _LINE_NAMES = {LineType.PPPOE: "PPPoE", LineType.DHCP: "DHCP", LineType.MOBILE: "Mobile",
                LineType.STATIC: "Static", LineType.RA: "RA", LineType.PPPOE_IPV6: "PPPoE(IPv6)"}
@@ -703,21 +705,25 @@ class Agent:
 
     def dump_state(self) -> bytes:
         """What a rebooted device needs to skip the LS: RS list, CAs, key, lines, last good RS
-        and line, retry parameters, the time floor. Own versioned, SHA-256-checked format."""
+        and line, retry parameters, the time floor. Own versioned, checksummed format
+        (:data:`STATE_MAGIC`, version 2: records of :mod:`libarms._lines`, then a CRC-32)."""
         c = self.ctx
-        payload = {
-            "distribution_id": str(c.distribution_id),
-            "rs_endpoint": c.rs_endpoint, "rs_urls": c.rs_urls, "rs_certs": c.rs_certs,
-            "rs_key": c.rs_key, "rs_retry_max": c.rs_retry_max,
-            "rs_retry_interval": c.rs_retry_interval, "ll_timeout": c.ll_timeout,
-            "rs_lines": [_line_to_dict(l) for l in c.rs_lines], "last_line": c.last_line,
-            "current_rs": c.current_rs, "result": c.last_result, "time_floor": c.time_floor,
-        }
-        import hashlib
-        import json
-        data = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode("ascii")
+        recs = [("distribution_id", str(c.distribution_id)), ("rs_endpoint", c.rs_endpoint),
+                ("rs_key", c.rs_key)]
+        recs += [(k, str(int(v))) for k, v in (
+            ("rs_retry_max", c.rs_retry_max), ("rs_retry_interval", c.rs_retry_interval),
+            ("ll_timeout", c.ll_timeout), ("last_line", c.last_line),
+            ("current_rs", c.current_rs), ("result", c.last_result))]
+        recs.append(("time_floor", repr(float(c.time_floor))))
+        for i, url in enumerate(c.rs_urls):
+            cert = c.rs_certs[i] if i < len(c.rs_certs) else None
+            recs.append(("rs", url, "" if cert is None else "1", cert or ""))
+        for l in c.rs_lines:
+            d = _line_to_dict(l)
+            recs.append(("line",) + tuple(str(d[k]) for k in _LINE_FIELDS))
+        data = _lines.dump(recs)
         head = STATE_MAGIC + struct.pack(">HI", STATE_VERSION, len(data))
-        return head + data + hashlib.sha256(head + data).digest()
+        return head + data + struct.pack(">I", binascii.crc32(head + data))
 
     def restore_state(self, blob: bytes) -> None:
         """Install a blob from :meth:`dump_state` (or one written by the C libarms 5.33
@@ -841,6 +847,9 @@ def _line_to_dict(l: Line) -> dict:
             "pdp": l.pdp, "ipaddr": l.ipaddr}
 
 
+_LINE_FIELDS = ("type", "ifindex", "pppoe_id", "pppoe_pass", "telno", "cid", "apn", "pdp", "ipaddr")
+
+
 def _line_from_dict(d: dict) -> Line:
     return Line(LineType(int(d["type"])), int(d["ifindex"]), str(d["pppoe_id"]),
                 str(d["pppoe_pass"]), str(d["telno"]), int(d["cid"]), str(d["apn"]),
@@ -848,20 +857,49 @@ def _line_from_dict(d: dict) -> Line:
 
 
 def _decode_state(blob: bytes) -> dict:
-    import hashlib
-    import json
+    """A state blob -> the payload as a dict (ValueError when damaged or of another version).
+
+    Version 2 (written now) protects its records with a CRC-32; version 1 (JSON and SHA-256,
+    written by earlier releases) is still read, importing json and hashlib only then. A CRC is
+    enough: the check is there to catch a damaged file (the file itself is replaced atomically),
+    and a digest without a key would not stop anyone who can write the file anyway."""
     n = len(STATE_MAGIC)
-    if blob[:n] != STATE_MAGIC or len(blob) < n + 6 + 32:
+    if blob[:n] != STATE_MAGIC or len(blob) < n + 6 + 4:
         raise ValueError("not a libarms state blob")
     version, length = struct.unpack(">HI", blob[n:n + 6])
+    if version == 1:
+        return _decode_state_v1(blob, length)
     if version != STATE_VERSION:
-        raise ValueError(f"state version {version}, this agent reads {STATE_VERSION}")
+        raise ValueError(f"state version {version}, this agent reads {STATE_VERSION} and 1")
     end = n + 6 + length
+    if len(blob) != end + 4:
+        raise ValueError("state blob has the wrong length")
+    if struct.pack(">I", binascii.crc32(blob[:end])) != blob[end:]:
+        raise ValueError("state blob checksum mismatch")
+    p = {"rs_urls": [], "rs_certs": [], "rs_lines": []}
+    for rec in _lines.load(blob[n + 6:end]):
+        key, fields = rec[0], rec[1:]
+        if key == "rs" and len(fields) == 3:
+            p["rs_urls"].append(fields[0])
+            p["rs_certs"].append(fields[2] if fields[1] else None)
+        elif key == "line" and len(fields) == len(_LINE_FIELDS):
+            p["rs_lines"].append(dict(zip(_LINE_FIELDS, fields)))
+        elif key in ("rs", "line") or len(fields) != 1 or key in p:
+            raise ValueError(f"state record {key!r} malformed or repeated")
+        else:
+            p[key] = fields[0]
+    return p
+
+
+def _decode_state_v1(blob: bytes, length: int) -> dict:
+    import hashlib
+    import json
+    end = len(STATE_MAGIC) + 6 + length
     if len(blob) != end + 32:
         raise ValueError("state blob has the wrong length")
     if hashlib.sha256(blob[:end]).digest() != blob[end:]:
         raise ValueError("state blob checksum mismatch")
-    p = json.loads(blob[n + 6:end].decode("ascii"))
+    p = json.loads(blob[end - length:end].decode("ascii"))
     if not isinstance(p, dict):
         raise ValueError("state payload is not an object")
     return p

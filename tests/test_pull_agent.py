@@ -209,8 +209,9 @@ def test_restore_state_refuses_a_damaged_or_foreign_blob_and_keeps_the_context(p
     a.pull()
     blob = bytearray(a.dump_state())
     b = make_agent(pull_server)
-    for bad in (bytes(blob[:-1]) + bytes([blob[-1] ^ 1]), bytes(blob[:40]), b"junk",
-                bytes(blob).replace(b'"rs_retry_max":1', b'"rs_retry_max":7')):
+    edited = bytes(blob).replace(b"rs_retry_max\t1\n", b"rs_retry_max\t7\n")
+    assert edited != bytes(blob)
+    for bad in (bytes(blob[:-1]) + bytes([blob[-1] ^ 1]), bytes(blob[:40]), b"junk", edited):
         with pytest.raises(ArmsError) as e:
             b.restore_state(bad)
         assert e.value.code == Err.EINVAL

@@ -9,7 +9,7 @@ a restart)::
     backup-config/<id>      the config before the last commit (what a rollback restores)
     startup-config/<id>     the config the last pull delivered
     tmp/<n>                 request/result files and configs being written (mode 0600)
-    modules.json            module id -> version and info text
+    modules                 module id, version and info text, one line each (libarms._lines)
 
 Every change of a file is a rename (or a hard link renamed into place) of a complete, fsynced
 file, so a SIGKILL or a power cut at any moment leaves each of these files either old or new,
@@ -19,12 +19,12 @@ never half written. ``tmp/`` is emptied on start.
 from __future__ import annotations
 
 import itertools
-import json
 import logging
 import os
 import threading
 from typing import Optional
 
+from .. import _lines
 from .statefile import atomic_write, fsync_dir, remove_stale_temporaries
 
 log = logging.getLogger("libarms.daemon.modules")
@@ -32,6 +32,11 @@ log = logging.getLogger("libarms.daemon.modules")
 KINDS = ("running", "candidate", "backup", "startup")
 #: Largest module config armsd accepts (a pull or push config bigger than this is refused).
 MAX_CONFIG_SIZE = 8 * 1024 * 1024
+
+#: The module list (records of :mod:`libarms._lines`: id, version, info) and its limit; the
+#: JSON file earlier releases wrote is read once when the new one is missing, then removed.
+META_FILE, OLD_META_FILE = "modules", "modules.json"
+MAX_META_SIZE = 1 << 20
 
 #: Work directories whose lock this process holds: realpath -> fd.
 _HELD_LOCKS: dict = {}
@@ -163,14 +168,30 @@ class ModuleStore:
         self.save_meta()
 
     def save_meta(self) -> None:
-        data = json.dumps({str(k): v for k, v in sorted(self.meta.items())}, indent=1)
-        atomic_write(os.path.join(self.base, "modules.json"), data.encode() + b"\n", 0o644)
+        recs = [(str(k), v["version"], v["info"]) for k, v in sorted(self.meta.items())]
+        atomic_write(os.path.join(self.base, META_FILE), _lines.dump(recs), 0o644)
+        self.discard(os.path.join(self.base, OLD_META_FILE))
 
     def _load_meta(self) -> dict:
-        p = os.path.join(self.base, "modules.json")
+        p = os.path.join(self.base, META_FILE)
         try:
             with open(p, "rb") as f:
-                raw = json.loads(f.read(1 << 20))
+                recs = _lines.load(f.read(MAX_META_SIZE + 1), MAX_META_SIZE)
+            return {int(r[0]): {"version": r[1], "info": r[2]} for r in recs if len(r) == 3}
+        except FileNotFoundError:
+            return self._load_old_meta()
+        except (OSError, ValueError) as e:
+            log.warning("module list %s unreadable (%s); starting with none", p, e)
+            return {}
+
+    def _load_old_meta(self) -> dict:
+        """``modules.json`` of earlier releases (json is imported only when one is found)."""
+        p = os.path.join(self.base, OLD_META_FILE)
+        try:
+            with open(p, "rb") as f:
+                data = f.read(MAX_META_SIZE + 1)
+            import json
+            raw = json.loads(data)
             return {int(k): {"version": str(v.get("version", "")), "info": str(v.get("info", ""))}
                     for k, v in raw.items()}
         except FileNotFoundError:
