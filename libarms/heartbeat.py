@@ -31,7 +31,6 @@ the same interface, is used instead; it is also the baseline of ``bench/heartbea
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import socket
 import threading
@@ -39,6 +38,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
+from libarms import _inet
 from libarms.errors import ArmsError, ConfigError
 from libarms.protocol import heartbeat as _proto
 from libarms.protocol.heartbeat import DistributionId, PacketBuilder
@@ -124,11 +124,7 @@ def _check_config(distribution_id, servers, interval):
 
 
 def _is_numeric(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-        return True
-    except ValueError:
-        return False
+    return _inet.is_ip(host)
 
 
 class HeartbeatItems:

@@ -38,11 +38,11 @@ hb_store_statistics           ``script-heartbeat`` (ours: prints ``<item> <ints.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import re
 from typing import Optional
 
+from .. import _inet
 from ..callbacks import (Callbacks, ConfigAction, ConfigKind, Frag, Line, LineAction, LineStatus,
                          LineType, PingResult, TraceHop)
 from ..errors import AppExecError, ArmsLibError, Err, ModSyncRequired
@@ -445,7 +445,7 @@ class ArmsdCallbacks(Callbacks):
 
     def ping(self, dst: str, count: int, size: int) -> PingResult:
         try:
-            family = ipaddress.ip_address(dst).version
+            family = _inet.ip_version(dst)
         except ValueError:
             raise HookError(f"ping destination {dst!r} is not a numeric address") from None
         if self.cfg.script("script-ping"):
@@ -468,7 +468,7 @@ class ArmsdCallbacks(Callbacks):
 
     def traceroute(self, addr: str, count: int, maxhop: int):
         try:
-            family = ipaddress.ip_address(addr).version
+            family = _inet.ip_version(addr)
         except ValueError:
             raise HookError(f"traceroute address {addr!r} is not a numeric address") from None
         if self.cfg.script("script-traceroute"):

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import ipaddress
 import re
 from typing import Iterable, Optional
 
+from .. import _inet
 from ..errors import ProtocolError
 
 MAX_HEADER_LINE = 1024
@@ -37,7 +37,7 @@ class Url:
 
     @property
     def family(self) -> int:
-        return ipaddress.ip_address(self.host).version
+        return _inet.ip_version(self.host)
 
     @property
     def netloc(self) -> str:
@@ -61,16 +61,12 @@ def parse_url(url: str) -> Url:
     scheme, host, port, path = m.group(1).lower(), m.group(2), m.group(3), m.group(4) or "/"
     if host.startswith("["):
         host = host[1:-1]
-        try:
-            ipaddress.IPv6Address(host.split("%")[0])
-        except ValueError:
+        if not _inet.is_ipv6(host.split("%")[0]):
             raise ValueError(f"bracketed host is not an IPv6 address: {url!r}") from None
     else:
-        try:
-            ipaddress.IPv4Address(host)
-        except ValueError:
+        if not _inet.is_ipv4(host):
             raise ValueError(f"host must be a numeric IPv4 address or a bracketed IPv6 address "
-                             f"(names are never resolved): {url!r}") from None
+                             f"(names are never resolved): {url!r}")
     if len(host) > 79:
         raise ValueError(f"URL host longer than 79 characters: {url!r}")
     if port is not None:

@@ -33,11 +33,11 @@ import base64
 import binascii
 import dataclasses
 import enum
-import ipaddress
 import re
 from typing import Iterable, Optional, Sequence, Union
 from xml.etree.ElementTree import Element
 
+from .. import _inet
 from ..errors import ProtocolError
 from .xmlutil import parse_document
 
@@ -880,10 +880,8 @@ def parse_url(url: str) -> Url:
     host = m.group(2)
     if host.startswith("["):
         host = host[1:-1]
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        raise ProtocolError(f"URL {url!r}: host must be a numeric address") from None
+    if not _inet.is_ip(host):
+        raise ProtocolError(f"URL {url!r}: host must be a numeric address")
     port_s = m.group(3)
     path = m.group(4) or "/"
     if len(host) > 79 or len(path) > 80 or (port_s and len(port_s) > 7):

@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import ipaddress
 import logging
 import os
 import ssl
 import time
 from typing import Callable, Optional
+
+from .. import _inet
 
 log = logging.getLogger("libarms.tls")
 
@@ -147,7 +148,7 @@ def _names(cert: dict) -> tuple[list, list[str]]:
     for kind, value in cert.get("subjectAltName", ()):
         if kind == "IP Address":
             try:
-                ips.append(ipaddress.ip_address(value.strip()))
+                ips.append(_inet.canonical(value.strip()))
             except ValueError:
                 pass
         elif kind == "DNS":
@@ -180,7 +181,7 @@ def verify_peer(sock: ssl.SSLSocket, policy: TlsPolicy, host: str, *,
                                  "or 'ARMS Root CA ...' as ARMS requires for the LS")
     ips, dns = _names(cert)
     if ips:
-        if ipaddress.ip_address(host) not in ips:
+        if not any(_inet.same_address(host, ip) for ip in ips):
             raise TlsVerifyError(f"{where}: certificate names {', '.join(map(str, ips))}, not {host}")
     else:
         note(f"{where}: certificate names no IP address (DNS names: {dns or 'none'}); "
