@@ -29,7 +29,10 @@ import ssl
 import struct
 import threading
 import time
-from typing import Optional, Sequence
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing (~0.6 MiB) is for annotations only here: never imported at run time
+    from typing import Optional, Sequence
 
 from . import _lines
 from ._atomic import write_atomic

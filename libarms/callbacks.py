@@ -22,11 +22,14 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from typing import Optional, Sequence, Union
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing (~0.6 MiB) is for annotations only here: never imported at run time
+    from typing import Optional, Sequence
 
 from .states import State
 
-Result = Union[str, bytes]
+Result = str | bytes
 
 
 class LineType(enum.IntEnum):

@@ -36,7 +36,10 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, Iterable
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing (~0.6 MiB) is for annotations only here: never imported at run time
+    from typing import Callable, Iterable
 
 from libarms import _inet
 from libarms.errors import ArmsError, ConfigError

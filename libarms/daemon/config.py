@@ -15,7 +15,10 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-from typing import Optional
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing (~0.6 MiB) is for annotations only here: never imported at run time
+    from typing import Optional
 
 from ..callbacks import Line, LineType
 from ..errors import ConfigError

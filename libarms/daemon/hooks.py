@@ -26,12 +26,16 @@ import dataclasses
 import errno
 import logging
 import os
-import selectors
 import signal
-import subprocess
 import threading
 import time
-from typing import Iterable, Optional, Sequence
+
+# subprocess and selectors (~1 MiB with their dependencies) are imported when the first hook
+# runs: an armsd without hooks in its config never loads them.
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing (~0.6 MiB) is for annotations only here: never imported at run time
+    import subprocess
+    from typing import Iterable, Optional, Sequence
 
 log = logging.getLogger("libarms.daemon.hooks")
 
@@ -137,6 +141,7 @@ class HookRunner:
         env["ARMSD_HOOK"] = key
         log.debug("hook %s: run %s", key, shown)
         started = time.monotonic()
+        import subprocess
         try:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                     stderr=subprocess.PIPE, env=env, close_fds=True,
@@ -190,6 +195,7 @@ class HookRunner:
         pipes is drained without waiting for descendants that may keep them open (a line hook
         may legitimately start a background pppd).
         """
+        import selectors
         out = bytearray()
         err = bytearray()
         sel = selectors.DefaultSelector()
@@ -264,6 +270,7 @@ class HookRunner:
 
     def _kill_group(self, proc: subprocess.Popen, key: str, reason: str) -> None:
         """SIGTERM the hook's process group, then SIGKILL after the grace period."""
+        import subprocess
         for sig, wait in ((signal.SIGTERM, self.kill_grace), (signal.SIGKILL, 5.0)):
             try:
                 os.killpg(proc.pid, sig)

@@ -12,7 +12,10 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from typing import Optional
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing (~0.6 MiB) is for annotations only here: never imported at run time
+    from typing import Optional
 
 from .hooks import Redactor
 

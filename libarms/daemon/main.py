@@ -32,7 +32,10 @@ import signal
 import sys
 import threading
 import time
-from typing import Optional
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing (~0.6 MiB) is for annotations only here: never imported at run time
+    from typing import Optional
 
 from .. import LIBARMS_COMPAT_VERSION, __version__
 from ..errors import ArmsError, ConfigError, Err

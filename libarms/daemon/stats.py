@@ -23,7 +23,10 @@ from __future__ import annotations
 import logging
 import os
 import time
-from typing import Callable, Optional, Sequence
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing (~0.6 MiB) is for annotations only here: never imported at run time
+    from typing import Callable, Optional, Sequence
 
 log = logging.getLogger("libarms.daemon.stats")
 

@@ -14,9 +14,11 @@ inside their arrays. Anything else (size, version, digest) is a ProtocolError.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import struct
-from typing import Optional
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing (~0.6 MiB) is for annotations only here: never imported at run time
+    from typing import Optional
 
 from ..callbacks import Line, LineType
 from ..errors import ProtocolError
@@ -86,6 +88,7 @@ def parse_libarms_state(blob: bytes) -> CState:
     if layout is None:
         raise ProtocolError(f"libarms state: {len(blob)} bytes is neither the LP64 (29456) nor the "
                             "ILP32 (29448) layout")
+    import hashlib          # only when migrating a C libarms blob: kept out of a running armsd
     if hashlib.md5(blob[:-16]).digest() != blob[-16:]:
         raise ProtocolError("libarms state: MD5 digest mismatch (damaged file)")
     for bo in ("<", ">"):

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import xml.etree.ElementTree as ET
-from typing import Optional
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing (~0.6 MiB) is for annotations only here: never imported at run time
+    from typing import Optional
 
 from ..errors import ProtocolError
 from .results import result_text

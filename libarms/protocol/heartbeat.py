@@ -17,12 +17,9 @@ benchmark baseline use.
 from __future__ import annotations
 
 import enum
-import hashlib
-import hmac
 import re
 import struct
 from dataclasses import dataclass
-from typing import Union
 
 from libarms.errors import ArmsError, Err, ProtocolError
 
@@ -152,8 +149,8 @@ class UnknownItem:
     value: bytes
 
 
-Item = Union[CpuUsage, CpuDetailUsage, MemUsage, DiskUsage, TrafficCount, TrafficRate,
-             RadioWave, UnknownItem]
+Item = (CpuUsage | CpuDetailUsage | MemUsage | DiskUsage | TrafficCount | TrafficRate | RadioWave
+        | UnknownItem)
 
 # type -> (value struct, dataclass)
 _LAYOUT: dict[int, tuple[struct.Struct, type]] = {
@@ -226,6 +223,10 @@ def compute_digest(data: bytes, passphrase: str | bytes) -> bytes:
     """HMAC-SHA1 of ``data`` with bytes 4-23 taken as zero."""
     if len(data) < 24:
         raise ProtocolError("heartbeat too short to carry a digest")
+    # hmac (with hashlib) is imported here, not at the top: a device with the C core builds and
+    # signs its heartbeats in C, and must not keep ~1 MiB of modules for this fallback.
+    import hashlib
+    import hmac
     zeroed = bytes(data[:4]) + bytes(DIGEST_LEN) + bytes(data[24:])
     return hmac.new(_key(passphrase), zeroed, hashlib.sha1).digest()
 
@@ -234,6 +235,7 @@ def verify_packet(data: bytes, passphrase: str | bytes) -> bool:
     """True when the digest in ``data`` is the one ``passphrase`` gives (constant time)."""
     if len(data) < 24:
         return False
+    import hmac
     return hmac.compare_digest(compute_digest(data, passphrase), bytes(data[4:24]))
 
 

@@ -16,7 +16,10 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing (~0.6 MiB) is for annotations only here: never imported at run time
+    from typing import Optional
 
 from ..errors import ConfigError
 from .http import parse_url

@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from typing import Iterable, Optional
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing (~0.6 MiB) is for annotations only here: never imported at run time
+    from typing import Iterable, Optional
 
 from ..callbacks import Line, LineType
 from ..errors import ProtocolError

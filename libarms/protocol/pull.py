@@ -14,7 +14,10 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
-from typing import Iterable, Optional, Sequence
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing (~0.6 MiB) is for annotations only here: never imported at run time
+    from typing import Iterable, Optional, Sequence
 
 from ..errors import ProtocolError
 from .envelope import SERVER_DECLARATION, Message, build_request, build_response, parse_request, parse_response

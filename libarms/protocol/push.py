@@ -34,14 +34,17 @@ import binascii
 import dataclasses
 import enum
 import re
-from typing import Iterable, Optional, Sequence, Union
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing (~0.6 MiB) is for annotations only here: never imported at run time
+    from typing import Iterable, Optional, Sequence, Union
 from xml.etree.ElementTree import Element
 
 from .. import _inet
 from ..errors import ProtocolError
 from .xmlutil import parse_document
 
-Result = Union[str, bytes]
+Result = str | bytes
 
 #: Default upper bound for one ARMS message we parse (a configure may carry big configs).
 MAX_MESSAGE = 16 * 1024 * 1024
@@ -647,8 +650,8 @@ class PullConfigParams:
     ls: bool                # True: the next pull starts at the LS
 
 
-Params = Union[ConfigureParams, StatusParams, ReadStorageParams, PingParams, TracerouteParams,
-               MdCommandParams, PullConfigParams, None]
+Params = (ConfigureParams | StatusParams | ReadStorageParams | PingParams | TracerouteParams
+          | MdCommandParams | PullConfigParams | None)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -13,7 +13,10 @@ import logging
 import socket
 import ssl
 import time
-from typing import Callable, Optional
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing (~0.6 MiB) is for annotations only here: never imported at run time
+    from typing import Callable, Optional
 
 from ..errors import ProtocolError
 from ..protocol.http import HttpResponse, ResponseParser, Url, parse_url

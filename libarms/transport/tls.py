@@ -25,7 +25,10 @@ import logging
 import os
 import ssl
 import time
-from typing import Callable, Optional
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing (~0.6 MiB) is for annotations only here: never imported at run time
+    from typing import Callable, Optional
 
 from .. import _inet
 
