@@ -10,7 +10,17 @@ receiver) and armsd as a subprocess. Reports, from /proc:
 * wake-ups per second: voluntary + involuntary context switches of all threads;
 * heartbeats received during the window.
 
-Usage: ``python bench/daemon.py [--seconds 30] [--runs 3]``. The last line is one JSON object.
+Two layouts are measured, one after the other:
+
+* **device** (the budget's figure, issue 5): the system interpreter a Debian/Buildroot gateway
+  runs (``/usr/bin/python3`` when it is the same minor version as this one, else this
+  interpreter), a throw-away venv (``--without-pip``) whose site-packages holds a copy of
+  ``libarms/`` (with its built ``_core``), ``defusedxml`` and ``_cffi_backend``, byte code
+  compiled; armsd runs from there with its cwd outside the checkout;
+* **dev**: this interpreter (the development venv, editable install), for comparison only.
+
+Usage: ``python bench/daemon.py [--seconds 30] [--runs 3]``. The last line is one JSON object:
+the device layout's figures, ``python`` (its interpreter), and ``dev_*`` for the dev venv.
 """
 
 from __future__ import annotations
@@ -22,6 +32,7 @@ import os
 import signal
 import statistics
 import subprocess
+import shutil
 import sys
 import tempfile
 import threading
@@ -83,7 +94,7 @@ def hb_count(rx) -> int:
     return int(rx.counters.get("accepted", 0))
 
 
-def start_armsd(workdir: str, server: TestServer) -> tuple:
+def start_armsd(workdir: str, server: TestServer, python: str, cwd: str) -> tuple:
     ic = os.path.join(workdir, "initial-config")
     with open(ic, "w") as f:
         f.write(server.initial_config(retry_interval=1, retry_max=1))
@@ -94,7 +105,8 @@ def start_armsd(workdir: str, server: TestServer) -> tuple:
                 f"path-work-dir: {workdir}/work\npath-state-cache: {workdir}/state\n"
                 "hb-traffic-if0: lo\n")
     t0 = time.monotonic()
-    proc = subprocess.Popen([sys.executable, "-m", "libarms.daemon.main", "-f", conf],
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+    proc = subprocess.Popen([python, "-m", "libarms.daemon.main", "-f", conf], cwd=cwd, env=env,
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
     lines = []
@@ -134,17 +146,104 @@ def stop(proc):
         proc.wait()
 
 
+def device_python() -> str:
+    """Debian's (Buildroot's) system interpreter when it can load the dev venv's compiled
+    extensions (same minor version), else this interpreter."""
+    sysp = "/usr/bin/python3"
+    if os.path.exists(sysp) and os.path.realpath(sysp) != os.path.realpath(sys.executable):
+        r = subprocess.run([sysp, "-c", "import sys; print(sys.version_info[:2])"],
+                           capture_output=True, text=True, timeout=60)
+        if r.returncode == 0 and r.stdout.strip() == str(tuple(sys.version_info[:2])):
+            return sysp
+    return getattr(sys, "_base_executable", None) or sys.executable
+
+
+def make_device_layout(dest: str, python: str) -> str:
+    """A plain venv at ``dest`` holding copies of libarms, defusedxml and _cffi_backend in its
+    site-packages, byte code compiled (as an installed package is); returns its python."""
+    import _cffi_backend
+    import defusedxml
+    subprocess.run([python, "-m", "venv", "--without-pip", dest], check=True, timeout=120)
+    vpy = os.path.join(dest, "bin", "python")
+    sp = subprocess.run([vpy, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                        check=True, capture_output=True, text=True, timeout=60).stdout.strip()
+    junk = shutil.ignore_patterns("__pycache__", "*.pyc", "*.c", "*.o")
+    shutil.copytree(os.path.join(os.path.dirname(HERE), "libarms"), os.path.join(sp, "libarms"),
+                    ignore=junk)
+    shutil.copytree(defusedxml.__path__[0], os.path.join(sp, "defusedxml"), ignore=junk)
+    shutil.copy2(_cffi_backend.__file__, sp)
+    subprocess.run([vpy, "-m", "compileall", "-q", sp], check=True, timeout=300)
+    return vpy
+
+
+def measure(label: str, python: str, cwd: str, tmp: str, server, rx, runs: int,
+            seconds: float) -> dict:
+    """``runs`` launches to PUSH_WAIT, then the last armsd stays ``seconds`` in PUSH_WAIT."""
+    launches, starts, pulls, cpus = [], [], [], []
+    for i in range(max(1, runs)):
+        wd = os.path.join(tmp, f"{label}-run{i}")
+        os.makedirs(wd)
+        proc, ms, marks = start_armsd(wd, server, python, cwd)
+        launches.append(ms)
+        starts.append(marks.get("started", 0.0))
+        pulls.append(marks.get("pulled", 0.0))
+        cpus.append(marks["cpu_ms"])
+        print(f"{label} run {i}: launch -> PUSH_WAIT {ms:.1f} ms (interpreter + imports "
+              f"{starts[-1]:.0f} ms, pull done at {pulls[-1]:.0f} ms, CPU used "
+              f"{cpus[-1]:.0f} ms)", flush=True)
+        if i < runs - 1:
+            stop(proc)
+    # the last armsd stays for the steady-state window
+    pid = proc.pid
+    try:
+        time.sleep(1.0)                       # let the first heartbeat round settle
+        hb0, cpu0, cs0, w0 = hb_count(rx), cpu_ticks(pid), ctx_switches(pid), time.monotonic()
+        time.sleep(seconds)
+        hb1, cpu1, cs1, w1 = hb_count(rx), cpu_ticks(pid), ctx_switches(pid), time.monotonic()
+        st = proc_status(pid)
+    finally:
+        stop(proc)
+    window = w1 - w0
+    launches.sort()
+    p99 = launches[min(len(launches) - 1, int(round(0.99 * (len(launches) - 1))))]
+    return {
+        "median_ms": round(statistics.median(launches), 1), "p99_ms": round(p99, 1),
+        "runs": len(launches), "rss_peak_kib": kib(st["VmHWM"]),
+        "rss_steady_kib": kib(st["VmRSS"]), "threads": int(st["Threads"]),
+        "cpu_pct": round((cpu1 - cpu0) / CLK_TCK / window * 100.0, 3),
+        "wakeups_per_s": round((cs1 - cs0) / window, 2), "heartbeats": hb1 - hb0,
+        "window_s": round(window, 1),
+        "imports_ms": round(statistics.median(starts), 1),
+        "pull_done_ms": round(statistics.median(pulls), 1),
+        "launch_cpu_ms": round(statistics.median(cpus), 1),
+    }
+
+
+def summary(label: str, python: str, r: dict) -> None:
+    print(f"{label}: {python}")
+    print(f"  launch -> PUSH_WAIT median {r['median_ms']} ms, p99 {r['p99_ms']} ms "
+          f"({r['runs']} runs, CPU {r['launch_cpu_ms']} ms); RSS peak "
+          f"{r['rss_peak_kib'] / 1024:.1f} MiB, steady {r['rss_steady_kib'] / 1024:.1f} MiB, "
+          f"{r['threads']} threads; CPU {r['cpu_pct']:.3f} % of a core, "
+          f"{r['wakeups_per_s']:.1f} wake-ups/s, {r['heartbeats']} heartbeats in "
+          f"{r['window_s']:.1f} s", flush=True)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=30.0)
     ap.add_argument("--runs", type=int, default=3, help="launches measured for launch->PUSH_WAIT")
     args = ap.parse_args()
-    # An installed package has its byte code compiled (pip, Buildroot): so must the tree measured
-    # here, or every launch compiles the modules that lack a .pyc (PYTHONDONTWRITEBYTECODE=1 in
-    # a CI environment keeps them missing) and the launch figure measures the compiler.
+    # An installed package has its byte code compiled (pip, Buildroot): so must the dev tree
+    # measured here, or every launch compiles the modules that lack a .pyc
+    # (PYTHONDONTWRITEBYTECODE=1 in a CI environment keeps them missing).
     import compileall
     compileall.compile_dir(os.path.join(os.path.dirname(HERE), "libarms"), quiet=1)
     with tempfile.TemporaryDirectory(prefix="armsd-bench-") as tmp:
+        dev_py = device_python()
+        vpy = make_device_layout(os.path.join(tmp, "device-venv"), dev_py)
+        print(f"device layout: {dev_py} (venv {vpy}, libarms copied into its site-packages, "
+              f"byte code compiled, cwd outside the checkout)", flush=True)
         sd = os.path.join(tmp, "server")
         server = TestServer(sd).start()
         server.add_component(PushService(sd, token="bench", methods=("https-tunnel",)))
@@ -155,53 +254,18 @@ def main() -> int:
                 "modules": [{"id": 1, "version": "1", "info": "bench", "config": "x\n"}],
                 "heartbeat": [{"host": "127.0.0.1", "port": rx.port,
                                "passphrase": "bench-pass", "interval": 1}]})
-            launches, starts, pulls, cpus = [], [], [], []
-            for i in range(max(1, args.runs)):
-                wd = os.path.join(tmp, f"run{i}")
-                os.makedirs(wd)
-                proc, ms, marks = start_armsd(wd, server)
-                launches.append(ms)
-                starts.append(marks.get("started", 0.0))
-                pulls.append(marks.get("pulled", 0.0))
-                cpus.append(marks["cpu_ms"])
-                print(f"run {i}: launch -> PUSH_WAIT {ms:.1f} ms (interpreter + imports "
-                      f"{starts[-1]:.0f} ms, pull done at {pulls[-1]:.0f} ms, CPU used "
-                      f"{cpus[-1]:.0f} ms)", flush=True)
-                if i < args.runs - 1:
-                    stop(proc)
-            # the last armsd stays for the steady-state window
-            pid = proc.pid
-            time.sleep(1.0)                       # let the first heartbeat round settle
-            hb0, cpu0, cs0, w0 = hb_count(rx), cpu_ticks(pid), ctx_switches(pid), time.monotonic()
-            time.sleep(args.seconds)
-            hb1, cpu1, cs1, w1 = hb_count(rx), cpu_ticks(pid), ctx_switches(pid), time.monotonic()
-            st = proc_status(pid)
-            stop(proc)
+            dev = measure("device", vpy, tmp, tmp, server, rx, args.runs, args.seconds)
+            ed = measure("dev-venv", sys.executable, os.path.dirname(HERE), tmp, server, rx,
+                         args.runs, args.seconds)
         finally:
             server.stop()
-    window = w1 - w0
-    cpu_pct = (cpu1 - cpu0) / CLK_TCK / window * 100.0
-    wakeups = (cs1 - cs0) / window
-    launches.sort()
-    p99 = launches[min(len(launches) - 1, int(round(0.99 * (len(launches) - 1))))]
-    result = {
-        "bench": "daemon", "median_ms": round(statistics.median(launches), 1),
-        "p99_ms": round(p99, 1), "runs": len(launches),
-        "rss_peak_kib": kib(st["VmHWM"]), "rss_steady_kib": kib(st["VmRSS"]),
-        "threads": int(st["Threads"]), "cpu_pct": round(cpu_pct, 3),
-        "wakeups_per_s": round(wakeups, 2), "heartbeats": hb1 - hb0,
-        "window_s": round(window, 1),
-        "imports_ms": round(statistics.median(starts), 1),
-        "pull_done_ms": round(statistics.median(pulls), 1),
-        "launch_cpu_ms": round(statistics.median(cpus), 1),
-        "loadavg_1m": round(os.getloadavg()[0], 2),
-    }
-    print(f"launch -> PUSH_WAIT median {result['median_ms']} ms, p99 {result['p99_ms']} ms "
-          f"({len(launches)} runs)")
-    print(f"RSS peak {result['rss_peak_kib'] / 1024:.1f} MiB, steady "
-          f"{result['rss_steady_kib'] / 1024:.1f} MiB, {result['threads']} threads")
-    print(f"CPU {cpu_pct:.3f} % of a core, {wakeups:.1f} wake-ups/s, "
-          f"{result['heartbeats']} heartbeats in {window:.1f} s")
+    result = {"bench": "daemon", **dev, "python": dev_py, "layout": "device",
+              "dev_python": sys.executable, "dev_rss_steady_kib": ed["rss_steady_kib"],
+              "dev_rss_peak_kib": ed["rss_peak_kib"], "dev_median_ms": ed["median_ms"],
+              "dev_launch_cpu_ms": ed["launch_cpu_ms"], "dev_cpu_pct": ed["cpu_pct"],
+              "loadavg_1m": round(os.getloadavg()[0], 2)}
+    summary("device layout (the budget's figure)", dev_py, dev)
+    summary("dev venv (editable install, for comparison)", sys.executable, ed)
     print(json.dumps(result))
     return 0
 
