@@ -70,6 +70,12 @@ LOG_ELS_ACCESS, LOG_ERS_ACCESS = 130, 131
 LOG_ERROR, LOG_DEBUG = 100, 200
 
 STATE_MAGIC = b"LIBARMS-PY-STATE\n"
+#: The time floor file is rewritten only when the floor has moved this far (s) past what the
+#: file holds. Each rewrite costs two fsyncs on the pull's critical path (the LS and the RS
+#: contacts both raise the floor); a file that lags by less than this only means that, after a
+#: reboot with a clock that is behind, a certificate that expired within that hour before the
+#: reboot is not recognised as expired. The floor also travels in dump_state().
+FLOOR_SAVE_STEP = 3600.0
 STATE_VERSION = 2                 # 1: JSON + SHA-256 (still read, see _decode_state)
 
 _LINE_NAMES = {LineType.PPPOE: "PPPoE", LineType.DHCP: "DHCP", LineType.MOBILE: "Mobile",
@@ -135,10 +141,12 @@ class Agent:
         self._last_error = ""
         self.app_event_interval = 60.0      # set_app_event_interval(); read by the push loop
         self.ctx.time_floor = BUILD_TIME
+        self._floor_saved = 0.0             # what the time floor file holds (0: nothing usable)
         if time_floor_path and os.path.exists(time_floor_path):
             try:
                 with open(time_floor_path) as f:
-                    self.ctx.time_floor = max(BUILD_TIME, float(f.read().strip() or 0))
+                    self._floor_saved = float(f.read(64).strip() or 0)
+                self.ctx.time_floor = max(BUILD_TIME, self._floor_saved)
             except (OSError, ValueError) as e:
                 log.warning("ignoring unreadable time floor file %s: %s", time_floor_path, e)
 
@@ -296,9 +304,10 @@ class Agent:
         now = tls_now()
         if now > self.ctx.time_floor:
             self.ctx.time_floor = now
-            if self.time_floor_path:
+            if self.time_floor_path and now >= self._floor_saved + FLOOR_SAVE_STEP:
                 try:
                     write_atomic(self.time_floor_path, f"{int(now)}\n".encode())
+                    self._floor_saved = float(int(now))
                 except OSError as e:
                     log.warning("cannot save the time floor to %s: %s", self.time_floor_path, e)
 

@@ -139,3 +139,14 @@ def test_a_second_armsd_on_the_same_work_directory_is_refused(tmp_path):
         holder.wait(30)
         holder.stdout.close()
     ModuleStore(str(tmp_path)).prepare()       # free again once the holder is gone
+
+
+def test_background_state_save_lands_before_a_later_save_and_wait_reports_it(tmp_path):
+    cache = StateCache(str(tmp_path / "state"))
+    cache.save_in_background(b"first" * 1000)
+    assert cache.save(b"second")                  # waits for the first write: order kept
+    assert cache.load() == b"second"
+    cache.save_in_background(b"third")
+    assert cache.wait(30)
+    assert cache.load() == b"third"
+    assert sorted(os.listdir(tmp_path)) == ["state"]

@@ -300,6 +300,20 @@ def test_time_floor_is_persisted_after_a_verified_contact(pull_server, tmp_path)
     assert b.ctx.time_floor == saved
 
 
+def test_time_floor_file_is_rewritten_only_once_it_lags_by_an_hour(pull_server, tmp_path):
+    path = tmp_path / "floor"
+    a = make_agent(pull_server, time_floor_path=str(path))
+    a.pull()                                       # LS and RS contacts: one write
+    first = path.stat().st_mtime_ns, path.stat().st_ino
+    b = make_agent(pull_server, time_floor_path=str(path))
+    b.pull()                                       # a reboot soon after: the file stays
+    assert (path.stat().st_mtime_ns, path.stat().st_ino) == first
+    assert b.ctx.time_floor > int(path.read_text())  # the agent itself keeps the newer floor
+    path.write_text(f"{int(b.ctx.time_floor) - 3601}\n")
+    make_agent(pull_server, time_floor_path=str(path)).pull()
+    assert int(path.read_text()) >= int(b.ctx.time_floor)
+
+
 def test_pull_argument_and_registration_errors_are_einval():
     a = Agent(DIST)
     with pytest.raises(ArmsError) as e:

@@ -441,7 +441,14 @@ class Armsd:
             log.exception("pull raised %s", e)
             return int(Err.EFATAL)
         log.info("pull done")
-        self._save_state()
+        # The state file is written on a thread while the push phase starts: its two fsyncs
+        # (tens of ms on flash) are off the way to PUSH_WAIT. A crash before the write is
+        # durable loses nothing that matters: the file then still holds the previous blob (or
+        # none), atomic_write never leaves a half one, so the next start restores the previous
+        # RS data (or none) and pulls - from that RS, falling back to the LS when it refuses, or
+        # from the LS - and every pull brings everything again. The blob is taken here, on this
+        # thread; later saves, the fork of -w and the exit wait for the write (in order).
+        self._save_state(background=True)
         self.callbacks.prune_after_pull()
         res = self.callbacks.run_hook("script-post-pull")
         if res is not None and not res.ok:
@@ -479,6 +486,7 @@ class Armsd:
     def _late_daemonize(self) -> None:
         """``-w``: detach now that the device is provisioned; the foreground process exits 0."""
         self.callbacks.flush_state_hooks()
+        self.state_cache.wait()         # the writer thread would not follow into the child
         others = [t.name for t in threading.enumerate() if t is not threading.current_thread()
                   and t.name != "armsd-state-hook"]
         if others:
@@ -516,13 +524,15 @@ class Armsd:
         for mid in self.store.module_ids():
             self.callbacks.stop_module(mid)
 
-    def _save_state(self) -> None:
+    def _save_state(self, background: bool = False) -> None:
         try:
             blob = self.agent.dump_state()
         except Exception as e:
             log.error("cannot dump the agent state: %s", e)
             return
-        if self.state_cache.save(bytes(blob)):
+        if background:
+            self.state_cache.save_in_background(bytes(blob))
+        elif self.state_cache.save(bytes(blob)):
             log.info("state saved to %s", self.cfg.path_state_cache)
 
     def _end_agent(self) -> None:
@@ -534,6 +544,7 @@ class Armsd:
             log.warning("agent end: %s", e)
 
     def _finish(self, code: int, reboot_script: bool) -> int:
+        self.state_cache.wait()
         self._end_agent()
         self.callbacks.flush_state_hooks()
         if reboot_script:
@@ -694,6 +705,7 @@ def main(argv=None) -> int:
         log.exception("armsd failed unexpectedly: %s", e)
         return EXIT_BOOTFAIL
     finally:
+        daemon.state_cache.wait()       # a background state write ends before the process
         if daemon.pidfile is not None:
             daemon.pidfile.remove()
         logging.shutdown()

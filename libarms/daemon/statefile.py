@@ -81,6 +81,7 @@ class StateCache:
 
     def __init__(self, path: str):
         self.path = path
+        self._writer: threading.Thread | None = None
 
     def load(self) -> bytes | None:
         """The saved blob, or None when there is none (or it cannot be read: logged)."""
@@ -101,7 +102,36 @@ class StateCache:
         return data
 
     def save(self, data: bytes) -> bool:
-        """Write the blob atomically; errors are logged and reported as False (never raised)."""
+        """Write the blob atomically; errors are logged and reported as False (never raised).
+        A write started by :meth:`save_in_background` is finished first: blobs land in order."""
+        if not self.wait():
+            log.error("cannot save state cache %s: the previous write still hangs", self.path)
+            return False
+        return self._save(data)
+
+    def save_in_background(self, data: bytes) -> None:
+        """Write the blob on a thread of its own (its fsyncs off the caller's path); the next
+        :meth:`save` or :meth:`wait` waits for it. Logs "state saved to ..." once durable."""
+        self.wait()
+
+        def work():
+            if self._save(data):
+                log.info("state saved to %s", self.path)
+
+        self._writer = threading.Thread(target=work, name="armsd-state-save", daemon=True)
+        self._writer.start()
+
+    def wait(self, timeout: float = 30.0) -> bool:
+        """Wait (bounded) for a background write; False if it is still running."""
+        th = self._writer
+        if th is not None:
+            th.join(timeout)
+            if th.is_alive():
+                return False
+            self._writer = None
+        return True
+
+    def _save(self, data: bytes) -> bool:
         try:
             os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
             atomic_write(self.path, data, 0o600)
