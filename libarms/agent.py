@@ -180,7 +180,8 @@ class Agent:
         if not isinstance(pem, str) or len(pem) >= MAX_PEM:
             raise ArmsError(Err.EINVAL, f"root CA must be a PEM text shorter than {MAX_PEM} bytes")
         try:
-            ssl.create_default_context(cadata=pem)
+            # the LS connections' own context (tls caches it): the anchor is parsed once
+            _tls.client_context(TlsPolicy("LS", pem, time_floor=self.ctx.time_floor))
         except (ssl.SSLError, ValueError) as e:
             raise ArmsError(Err.EINVAL, f"root CA is not a PEM X.509 certificate: {e}") from None
         self.ctx.root_ca_pem = pem
