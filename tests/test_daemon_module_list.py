@@ -36,3 +36,24 @@ def test_damaged_module_list_is_logged_and_ignored(tmp_path, caplog):
     st.prepare()
     assert st.meta == {}
     assert any("unreadable" in r.getMessage() for r in caplog.records)
+
+
+def test_deferred_directory_flushes_are_collected_then_handed_over(tmp_path, monkeypatch):
+    import libarms.daemon.modules as modules
+    flushed = []
+    monkeypatch.setattr(modules, "fsync_dir", flushed.append)
+    st = ModuleStore(str(tmp_path))
+    st.prepare()
+    st.defer_dir_syncs()
+    st.install(st.new_tmp(b"cfg"), "running", 4)
+    st.copy("running", "backup", 4)
+    st.set_meta(4, "1", "i")
+    assert flushed == []                                # nothing flushed during the pull
+    dirs = st.end_deferral()
+    assert dirs == sorted({str(tmp_path), str(tmp_path / "running-config"),
+                           str(tmp_path / "backup-config")})
+    modules.flush_dirs(dirs)
+    assert flushed == dirs
+    st.install(st.new_tmp(b"cfg2"), "candidate", 4)     # after the pull: flushed at once
+    assert flushed[-1] == str(tmp_path / "candidate-config")
+    assert st.read("running", 4) == b"cfg" and st.read("backup", 4) == b"cfg"

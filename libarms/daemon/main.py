@@ -44,7 +44,7 @@ from .app import ArmsdCallbacks, StateTracker
 from .config import DaemonConfig, load_config
 from .hooks import HookRunner, Redactor
 from .logs import set_level, setup_logging
-from .modules import ModuleStore
+from .modules import ModuleStore, flush_dirs
 from .statefile import PidFile, StateCache
 
 log = logging.getLogger("libarms.daemon")
@@ -440,9 +440,17 @@ class Armsd:
         agent = self.agent
         self.callbacks.begin_pull()
         preload = _preload_push_phase()
+        self.store.defer_dir_syncs()      # flushed with the state file (see ModuleStore)
+        pulled = False
         try:
-            self._call("pull", agent.pull, timeout=self.cfg.pull_timeout or 21600, fragment=0,
-                       lines=list(self.cfg.ls_lines))
+            try:
+                self._call("pull", agent.pull, timeout=self.cfg.pull_timeout or 21600,
+                           fragment=0, lines=list(self.cfg.ls_lines))
+                pulled = True
+            finally:
+                dirs = self.store.end_deferral()
+                if not pulled:
+                    flush_dirs(dirs)
         except ArmsError as e:
             log.error("pull failed: %s", e)
             return int(e.code)
@@ -457,7 +465,7 @@ class Armsd:
         # RS data (or none) and pulls - from that RS, falling back to the LS when it refuses, or
         # from the LS - and every pull brings everything again. The blob is taken here, on this
         # thread; later saves, the fork of -w and the exit wait for the write (in order).
-        self._save_state(background=True)
+        self._save_state(background=True, before=lambda: flush_dirs(dirs))
         self.callbacks.prune_after_pull()
         res = self.callbacks.run_hook("script-post-pull")
         if res is not None and not res.ok:
@@ -533,14 +541,16 @@ class Armsd:
         for mid in self.store.module_ids():
             self.callbacks.stop_module(mid)
 
-    def _save_state(self, background: bool = False) -> None:
+    def _save_state(self, background: bool = False, before=None) -> None:
         try:
             blob = self.agent.dump_state()
         except Exception as e:
             log.error("cannot dump the agent state: %s", e)
+            if before is not None:
+                before()
             return
         if background:
-            self.state_cache.save_in_background(bytes(blob))
+            self.state_cache.save_in_background(bytes(blob), before=before)
         elif self.state_cache.save(bytes(blob)):
             log.info("state saved to %s", self.cfg.path_state_cache)
 

@@ -51,6 +51,7 @@ class ModuleStore:
         self.tmpdir = os.path.join(self.base, "tmp")
         self._counter = itertools.count(1)
         self.meta: dict = {}     # id (int) -> {"version": str, "info": str}
+        self._deferred: Optional[set] = None    # directories to flush later (see defer_dir_syncs)
 
     # -- set-up ------------------------------------------------------------------------------
 
@@ -134,12 +135,36 @@ class ModuleStore:
             except FileNotFoundError:
                 pass
 
+    # -- directory flushes -------------------------------------------------------------------
+
+    def defer_dir_syncs(self) -> None:
+        """From now until :meth:`end_deferral`, renames are not followed by an fsync of their
+        directory: the directories are collected instead (armsd does this during a pull, to
+        keep those fsyncs off the way to PUSH_WAIT). Every file stays old or new across a power
+        cut (its content is fsynced before its rename); what a cut before the flush may lose is
+        the renames themselves, i.e. the files go back to their previous content. A pull's
+        configs are worth that: the next start pulls them again. Push-phase commits are never
+        deferred (the server is told "done" after them)."""
+        if self._deferred is None:
+            self._deferred = set()
+
+    def end_deferral(self) -> list:
+        """Stop deferring; return the directories still to flush (for :func:`flush_dirs`)."""
+        dirs, self._deferred = self._deferred, None
+        return sorted(dirs or ())
+
+    def _sync_dir(self, d: str) -> None:
+        if self._deferred is not None:
+            self._deferred.add(d)
+        else:
+            fsync_dir(d)
+
     # -- atomic swaps ------------------------------------------------------------------------
 
     def install(self, tmp_path: str, kind: str, module_id: int) -> None:
         """Move a complete tmp file into ``<kind>-config/<id>`` (one rename)."""
         os.replace(tmp_path, self.path(kind, module_id))
-        fsync_dir(self._dir(kind))
+        self._sync_dir(self._dir(kind))
 
     def copy(self, src_kind: str, dst_kind: str, module_id: int) -> bool:
         """Make ``dst`` the same file as ``src`` (hard link under a temp name, then rename)."""
@@ -151,7 +176,7 @@ class ModuleStore:
         self.discard(tmp)
         os.link(src, tmp)
         os.replace(tmp, self.path(dst_kind, module_id))
-        fsync_dir(self._dir(dst_kind))
+        self._sync_dir(self._dir(dst_kind))
         return True
 
     def remove(self, module_id: int) -> None:
@@ -172,7 +197,10 @@ class ModuleStore:
 
     def save_meta(self) -> None:
         recs = [(str(k), v["version"], v["info"]) for k, v in sorted(self.meta.items())]
-        atomic_write(os.path.join(self.base, META_FILE), _lines.dump(recs), 0o644)
+        atomic_write(os.path.join(self.base, META_FILE), _lines.dump(recs), 0o644,
+                     sync_dir=self._deferred is None)
+        if self._deferred is not None:
+            self._deferred.add(self.base)
         self.discard(os.path.join(self.base, OLD_META_FILE))
 
     def _load_meta(self) -> dict:
@@ -210,3 +238,13 @@ class ModuleStore:
         except OSError:
             pass
         return sorted(ids)
+
+
+def flush_dirs(dirs) -> None:
+    """fsync each directory of :meth:`ModuleStore.end_deferral` (errors logged, not raised:
+    the files themselves are complete either way)."""
+    for d in dirs:
+        try:
+            fsync_dir(d)
+        except OSError as e:
+            log.warning("cannot flush directory %s: %s", d, e)

@@ -30,8 +30,10 @@ def fsync_dir(path: str) -> None:
         os.close(fd)
 
 
-def atomic_write(path: str, data: bytes, mode: int = 0o600) -> None:
-    """Replace ``path`` by ``data``: temp file in the same directory, fsync, rename, fsync dir."""
+def atomic_write(path: str, data: bytes, mode: int = 0o600, sync_dir: bool = True) -> None:
+    """Replace ``path`` by ``data``: temp file in the same directory, fsync, rename, fsync dir
+    (``sync_dir`` False: the caller flushes the directory later; the file is old or new
+    either way, the flush only makes the new one survive a power cut from then on)."""
     directory = os.path.dirname(os.path.abspath(path))
     tmp = os.path.join(directory, ".%s.tmp.%d.%d" % (os.path.basename(path), os.getpid(),
                                                       threading.get_ident()))
@@ -52,7 +54,8 @@ def atomic_write(path: str, data: bytes, mode: int = 0o600) -> None:
     except BaseException:
         _unlink_quietly(tmp)
         raise
-    fsync_dir(directory)
+    if sync_dir:
+        fsync_dir(directory)
 
 
 def remove_stale_temporaries(directory: str) -> int:
@@ -109,12 +112,15 @@ class StateCache:
             return False
         return self._save(data)
 
-    def save_in_background(self, data: bytes) -> None:
-        """Write the blob on a thread of its own (its fsyncs off the caller's path); the next
-        :meth:`save` or :meth:`wait` waits for it. Logs "state saved to ..." once durable."""
+    def save_in_background(self, data: bytes, before=None) -> None:
+        """Write the blob on a thread of its own (its fsyncs off the caller's path), after
+        calling ``before()`` there if given; the next :meth:`save` or :meth:`wait` waits for it.
+        Logs "state saved to ..." once durable."""
         self.wait()
 
         def work():
+            if before is not None:
+                before()
             if self._save(data):
                 log.info("state saved to %s", self.path)
 
