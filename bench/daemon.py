@@ -241,7 +241,14 @@ def main() -> int:
     compileall.compile_dir(os.path.join(os.path.dirname(HERE), "libarms"), quiet=1)
     with tempfile.TemporaryDirectory(prefix="armsd-bench-") as tmp:
         dev_py = device_python()
-        vpy = make_device_layout(os.path.join(tmp, "device-venv"), dev_py)
+        try:
+            vpy = make_device_layout(os.path.join(tmp, "device-venv"), dev_py)
+        except (subprocess.CalledProcessError, OSError) as e:   # e.g. no venv module there
+            fallback = getattr(sys, "_base_executable", None) or sys.executable
+            print(f"device layout with {dev_py} failed ({e}); using {fallback}", flush=True)
+            dev_py = fallback
+            shutil.rmtree(os.path.join(tmp, "device-venv"), ignore_errors=True)
+            vpy = make_device_layout(os.path.join(tmp, "device-venv"), dev_py)
         print(f"device layout: {dev_py} (venv {vpy}, libarms copied into its site-packages, "
               f"byte code compiled, cwd outside the checkout)", flush=True)
         sd = os.path.join(tmp, "server")
