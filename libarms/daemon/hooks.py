@@ -22,7 +22,6 @@ Secrets given as arguments (PPPoE passwords) are replaced by ``***`` in every lo
 
 from __future__ import annotations
 
-import dataclasses
 import errno
 import logging
 import os
@@ -33,6 +32,8 @@ import threading
 import time
 from typing import Iterable, Optional, Sequence
 
+from .._record import Record
+
 log = logging.getLogger("libarms.daemon.hooks")
 
 STDOUT_LIMIT = 64 * 1024
@@ -40,8 +41,7 @@ STDERR_LIMIT = 1000
 _READ = 4096
 
 
-@dataclasses.dataclass(frozen=True)
-class HookResult:
+class HookResult(Record):
     key: str
     status: str                    # "ok", "failed", "timeout", "error"
     returncode: Optional[int]
