@@ -21,12 +21,15 @@ application never sees 1024-byte buffers or ``next`` flags on the way out.
 from __future__ import annotations
 
 import enum
-from typing import Optional, Sequence, Union
 
 from ._record import Record, field
 from .states import State
 
-Result = Union[str, bytes]
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: typing stays unloaded at run time (footprint)
+    from typing import Optional, Sequence
+
+Result = str | bytes
 
 
 class LineType(enum.IntEnum):

@@ -9,12 +9,15 @@ the agent thread; nothing in it does I/O.
 
 from __future__ import annotations
 
-from typing import Optional
 
 from ._record import Record, field
 from .callbacks import Callbacks, Line
 from .protocol.distid import DistributionId
 from .protocol.pull import HeartbeatInfo, Module, TRIGGER_POWER_ON
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: typing stays unloaded at run time (footprint)
+    from typing import Optional
 
 #: libarms' compiled-in LS URLs (open-source build), used when no initial config is loaded.
 DEFAULT_LS_URLS = ("https://202.221.49.106/arms.cgi", "https://202.221.51.6/arms.cgi")

@@ -36,12 +36,15 @@ import logging
 import socket
 import threading
 import time
-from typing import Callable, Iterable
 
 from libarms._record import Record, field
 from libarms.errors import ArmsError, ConfigError
 from libarms.protocol import heartbeat as _proto
 from libarms.protocol.heartbeat import DistributionId, PacketBuilder
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: typing stays unloaded at run time (footprint)
+    from typing import Callable, Iterable
 
 try:
     from libarms._core import ffi as _ffi, lib as _lib

@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Optional
 
 from .. import _record
 from .._record import Record, field
 from ..callbacks import Line, LineType
 from ..errors import ConfigError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: typing stays unloaded at run time (footprint)
+    from typing import Optional
 
 MAX_FILE_SIZE = 256 * 1024
 MAX_LINE = 1000

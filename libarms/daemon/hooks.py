@@ -30,9 +30,12 @@ import signal
 import subprocess
 import threading
 import time
-from typing import Iterable, Optional, Sequence
 
 from .._record import Record
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: typing stays unloaded at run time (footprint)
+    from typing import Iterable, Optional, Sequence
 
 log = logging.getLogger("libarms.daemon.hooks")
 

@@ -32,7 +32,6 @@ import signal
 import sys
 import threading
 import time
-from typing import Optional
 
 from .. import LIBARMS_COMPAT_VERSION, __version__, _record
 from ..errors import ArmsError, ConfigError, Err
@@ -43,6 +42,10 @@ from .hooks import HookRunner, Redactor
 from .logs import set_level, setup_logging
 from .modules import ModuleStore
 from .statefile import PidFile, StateCache
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: typing stays unloaded at run time (footprint)
+    from typing import Optional
 
 log = logging.getLogger("libarms.daemon")
 

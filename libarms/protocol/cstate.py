@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import hashlib
 import struct
-from typing import Optional
 
 from .._record import Record, field
 from ..callbacks import Line, LineType
 from ..errors import ProtocolError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: typing stays unloaded at run time (footprint)
+    from typing import Optional
 
 VERSION = 2
 LINE_RECORD = 464          # int type + 460-byte union

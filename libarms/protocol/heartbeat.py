@@ -21,7 +21,6 @@ import hashlib
 import hmac
 import re
 import struct
-from typing import Union
 
 from libarms._record import Record
 from libarms.errors import ArmsError, Err, ProtocolError
@@ -143,8 +142,8 @@ class UnknownItem(Record):
     value: bytes
 
 
-Item = Union[CpuUsage, CpuDetailUsage, MemUsage, DiskUsage, TrafficCount, TrafficRate,
-             RadioWave, UnknownItem]
+Item = (CpuUsage | CpuDetailUsage | MemUsage | DiskUsage | TrafficCount | TrafficRate |
+        RadioWave | UnknownItem)
 
 # type -> (value struct, record class)
 _LAYOUT: dict[int, tuple[struct.Struct, type]] = {

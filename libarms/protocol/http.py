@@ -16,10 +16,13 @@ from __future__ import annotations
 import base64
 import ipaddress
 import re
-from typing import Iterable, Optional
 
 from .._record import Record
 from ..errors import ProtocolError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: typing stays unloaded at run time (footprint)
+    from typing import Iterable, Optional
 
 MAX_HEADER_LINE = 1024
 MAX_HEADERS = 64

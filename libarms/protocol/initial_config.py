@@ -15,11 +15,14 @@
 
 from __future__ import annotations
 
-from typing import Optional
 
 from .._record import Record, field
 from ..errors import ConfigError
 from .http import parse_url
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: typing stays unloaded at run time (footprint)
+    from typing import Optional
 
 MAX_URLS = 4
 MAX_LINE = 256

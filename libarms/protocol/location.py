@@ -11,11 +11,14 @@ anything the device could not use) and :func:`build_location_config` (for server
 from __future__ import annotations
 
 import re
-from typing import Iterable, Optional
 
 from .._record import Record
 from ..callbacks import Line, LineType
 from ..errors import ProtocolError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: typing stays unloaded at run time (footprint)
+    from typing import Iterable, Optional
 
 #: 5.33 copies the text into a 2048-byte buffer: longer texts are refused here.
 MAX_TEXT = 2047

@@ -13,13 +13,16 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import Iterable, Optional, Sequence
 
 from .._record import Record, field
 from ..errors import ProtocolError
 from .envelope import SERVER_DECLARATION, Message, build_request, build_response, parse_request, parse_response
 from .location import LocationConfig, parse_location_config
 from .xmlutil import child, children, element, escape, int_of, text_of
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: typing stays unloaded at run time (footprint)
+    from typing import Iterable, Optional, Sequence
 
 PROTOCOL_VERSION = "4.0"
 TRIGGER_POWER_ON = "power on boot"

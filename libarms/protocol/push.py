@@ -34,14 +34,17 @@ import binascii
 import enum
 import ipaddress
 import re
-from typing import Iterable, Optional, Sequence, Union
 from xml.etree.ElementTree import Element
 
 from .._record import Record, field
 from ..errors import ProtocolError
 from .xmlutil import parse_document
 
-Result = Union[str, bytes]
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: typing stays unloaded at run time (footprint)
+    from typing import Iterable, Optional, Sequence, Union
+
+Result = str | bytes
 
 #: Default upper bound for one ARMS message we parse (a configure may carry big configs).
 MAX_MESSAGE = 16 * 1024 * 1024
@@ -633,8 +636,8 @@ class PullConfigParams(Record):
     ls: bool                # True: the next pull starts at the LS
 
 
-Params = Union[ConfigureParams, StatusParams, ReadStorageParams, PingParams, TracerouteParams,
-               MdCommandParams, PullConfigParams, None]
+Params = (ConfigureParams | StatusParams | ReadStorageParams | PingParams | TracerouteParams |
+          MdCommandParams | PullConfigParams | None)
 
 
 class PushRequest(Record):

@@ -25,9 +25,12 @@ import logging
 import os
 import ssl
 import time
-from typing import Callable, Optional
 
 from .._record import Record, field
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: typing stays unloaded at run time (footprint)
+    from typing import Callable, Optional
 
 log = logging.getLogger("libarms.tls")
 
