@@ -39,6 +39,7 @@ Module functions :func:`replace`, :func:`fields` and :func:`asdict` mirror the `
 ones. A frozen and a mutable record cannot inherit from each other (as with dataclasses).
 """
 
+import sys
 from operator import attrgetter
 
 __all__ = ["Record", "Field", "field", "fields", "replace", "asdict", "is_record",
@@ -106,8 +107,9 @@ class _RecordMeta(type):
             frozen = None
         known = {f.name for f in inherited}
         own = []
-        for fname, annotation in ns.get("__annotations__", {}).items():
-            if isinstance(annotation, str) and annotation.startswith(("ClassVar", "typing.ClassVar")):
+        for fname, annotation in _annotations(ns).items():
+            text = annotation if isinstance(annotation, str) else repr(annotation)
+            if text.startswith(("ClassVar", "typing.ClassVar")):
                 continue
             if fname in known:
                 raise TypeError(f"{name}: field {fname!r} is already a field of a base record")
@@ -149,6 +151,21 @@ class _RecordMeta(type):
         cls = super().__new__(mcls, name, bases, ns)
         cls.__record_post_init__ = getattr(cls, "__post_init__", None)
         return cls
+
+
+def _annotations(ns) -> dict:
+    """The class body's annotations, never evaluated under ``from __future__ import
+    annotations`` (our modules). Python 3.14+ without it keeps them in an annotate function."""
+    ann = ns.get("__annotations__")
+    if ann is not None:
+        return ann
+    if sys.version_info >= (3, 14):
+        import annotationlib
+        annotate = annotationlib.get_annotate_from_class_namespace(ns)
+        if annotate is not None:
+            return annotationlib.call_annotate_function(annotate,
+                                                        annotationlib.Format.FORWARDREF)
+    return {}
 
 
 def _getter(names):
@@ -272,8 +289,9 @@ class _RecordMeta(type):
             frozen = None
         known = {f.name for f in inherited}
         own = []
-        for fname, annotation in ns.get("__annotations__", {}).items():
-            if isinstance(annotation, str) and annotation.startswith(("ClassVar", "typing.ClassVar")):
+        for fname, annotation in _annotations(ns).items():
+            text = annotation if isinstance(annotation, str) else repr(annotation)
+            if text.startswith(("ClassVar", "typing.ClassVar")):
                 continue
             if fname in known:
                 raise TypeError(f"{name}: field {fname!r} is already a field of a base record")
@@ -315,6 +333,21 @@ class _RecordMeta(type):
         cls = super().__new__(mcls, name, bases, ns)
         cls.__record_post_init__ = getattr(cls, "__post_init__", None)
         return cls
+
+
+def _annotations(ns) -> dict:
+    """The class body's annotations, never evaluated under ``from __future__ import
+    annotations`` (our modules). Python 3.14+ without it keeps them in an annotate function."""
+    ann = ns.get("__annotations__")
+    if ann is not None:
+        return ann
+    if sys.version_info >= (3, 14):
+        import annotationlib
+        annotate = annotationlib.get_annotate_from_class_namespace(ns)
+        if annotate is not None:
+            return annotationlib.call_annotate_function(annotate,
+                                                        annotationlib.Format.FORWARDREF)
+    return {}
 
 
 def _getter(names):

@@ -129,6 +129,20 @@ def test_classvar_annotation_is_not_a_field():
     assert WithConstant(1).LIMIT == 10
 
 
+def test_record_defined_without_postponed_annotations_works_the_same():
+    src = ("from typing import ClassVar\n"
+           "from libarms._record import Record, field\n"
+           "class Plain(Record):\n"
+           "    LIMIT: ClassVar[int] = 3\n"
+           "    name: str\n"
+           "    size: int = field(default=0, repr=False)\n")
+    ns: dict = {}
+    exec(compile(src, "<plain>", "exec", dont_inherit=True), ns)
+    Plain = ns["Plain"]
+    assert [f.name for f in fields(Plain)] == ["name", "size"]
+    assert repr(Plain("a", 2)) == "Plain(name='a')" and Plain.LIMIT == 3
+
+
 # -- immutability ----------------------------------------------------------------------------------
 
 def test_frozen_record_refuses_assignment_and_deletion():
