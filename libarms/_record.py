@@ -116,8 +116,9 @@ class _RecordMeta(type):
             value = ns.pop(fname, MISSING)
             f = value if isinstance(value, Field) else Field(value)
             if f.default is not MISSING and type(f.default).__hash__ is None:
-                raise ValueError(f"{name}.{fname}: mutable default {type(f.default).__name__} would "
-                                 "be shared by every instance: use field(default_factory=...)")
+                raise ValueError(f"{name}.{fname}: mutable default {type(f.default).__name__} "
+                                 "would be shared by every instance: use "
+                                 "field(default_factory=...)")
             f.name = fname
             own.append(f)
         ns.setdefault("__slots__", tuple(f.name for f in own))
@@ -227,196 +228,11 @@ class Record(metaclass=_RecordMeta):
             if missing:
                 listed = missing[0] if len(missing) == 1 else (
                     ", ".join(missing[:-1]) + " and " + missing[-1])
-                raise TypeError(f"{cls.__qualname__}.__init__() missing "
-                                f"{_plural(len(missing), 'required positional argument')}: {listed}")
+                what = _plural(len(missing), "required positional argument")
+                raise TypeError(f"{cls.__qualname__}.__init__() missing {what}: {listed}")
         for i, name, factory in cls.__record_factories__:
             if i >= n and name not in kwargs:
                 put(self, name, factory())
-        if cls.__record_post_init__ is not None:
-            self.__post_init__()
-
-    def __repr__(self) -> str:
-        return "MISSING"
-
-
-#: "No default": the value of :attr:`Field.default` / :attr:`Field.default_factory` when unset.
-MISSING = _Missing()
-
-
-class Field:
-    """One field of a record class (what :func:`fields` returns)."""
-
-    __slots__ = ("name", "default", "default_factory", "repr", "compare")
-
-    def __init__(self, default=MISSING, default_factory=MISSING, repr=True, compare=True):
-        if default is not MISSING and default_factory is not MISSING:
-            raise ValueError("cannot specify both default and default_factory")
-        self.name = None
-        self.default = default
-        self.default_factory = default_factory
-        self.repr = repr
-        self.compare = compare
-
-    def __repr__(self) -> str:
-        return (f"Field(name={self.name!r}, default={self.default!r}, "
-                f"default_factory={self.default_factory!r}, repr={self.repr}, "
-                f"compare={self.compare})")
-
-
-def field(*, default=MISSING, default_factory=MISSING, repr=True, compare=True):
-    """A field with options: ``default`` or ``default_factory`` (a callable run per instance),
-    ``repr=False`` to leave it out of ``repr()`` (secrets), ``compare=False`` to leave it out of
-    ``==`` and ``hash()``."""
-    return Field(default, default_factory, repr, compare)
-
-
-class _RecordMeta(type):
-    """Collects the fields when a record class is made; builds no code."""
-
-    def __new__(mcls, name, bases, ns, frozen=None):
-        inherited = ()
-        base_frozen = None
-        for base in bases:
-            if isinstance(base, _RecordMeta) and base.__record_frozen__ is not None:
-                inherited += base.__record_fields__
-                base_frozen = base.__record_frozen__
-        if frozen is None:
-            frozen = True if base_frozen is None else base_frozen
-        elif base_frozen is not None and frozen != base_frozen:
-            raise TypeError(f"{name}: cannot inherit a {'non-' if frozen else ''}frozen record "
-                            f"from a {'' if frozen else 'non-'}frozen one")
-        if not bases:                       # Record itself
-            frozen = None
-        known = {f.name for f in inherited}
-        own = []
-        for fname, annotation in _annotations(ns).items():
-            text = annotation if isinstance(annotation, str) else repr(annotation)
-            if text.startswith(("ClassVar", "typing.ClassVar")):
-                continue
-            if fname in known:
-                raise TypeError(f"{name}: field {fname!r} is already a field of a base record")
-            value = ns.pop(fname, MISSING)
-            f = value if isinstance(value, Field) else Field(value)
-            if f.default is not MISSING and type(f.default).__hash__ is None:
-                raise ValueError(f"{name}.{fname}: mutable default {type(f.default).__name__} would "
-                                 "be shared by every instance: use field(default_factory=...)")
-            f.name = fname
-            own.append(f)
-        ns.setdefault("__slots__", tuple(f.name for f in own))
-        all_fields = inherited + tuple(own)
-        after_default = None
-        for f in all_fields:
-            if f.default is not MISSING or f.default_factory is not MISSING:
-                after_default = f.name
-            elif after_default is not None:
-                raise TypeError(f"{name}: non-default field {f.name!r} follows default field "
-                                f"{after_default!r}")
-        if frozen:
-            ns.setdefault("__setattr__", _frozen_setattr)
-            ns.setdefault("__delattr__", _frozen_delattr)
-        elif frozen is False and "__hash__" not in ns:
-            ns["__hash__"] = None
-        names = tuple(f.name for f in all_fields)
-        ns["__record_fields__"] = all_fields
-        ns["__record_frozen__"] = frozen
-        ns["__record_names__"] = names
-        ns["__record_index__"] = {n: i for i, n in enumerate(names)}
-        ns["__record_defaults__"] = tuple(f.default for f in all_fields)
-        ns["__record_required__"] = sum(1 for f in all_fields if f.default is MISSING
-                                        and f.default_factory is MISSING)
-        ns["__record_factories__"] = tuple((i, f.name, f.default_factory)
-                                           for i, f in enumerate(all_fields)
-                                           if f.default_factory is not MISSING)
-        ns["__record_key__"] = staticmethod(_getter(tuple(f.name for f in all_fields if f.compare)))
-        ns["__record_shown__"] = tuple(f.name for f in all_fields if f.repr)
-        ns["__match_args__"] = names
-        cls = super().__new__(mcls, name, bases, ns)
-        cls.__record_post_init__ = getattr(cls, "__post_init__", None)
-        return cls
-
-
-def _annotations(ns) -> dict:
-    """The class body's annotations, never evaluated under ``from __future__ import
-    annotations`` (our modules). Python 3.14+ without it keeps them in an annotate function."""
-    ann = ns.get("__annotations__")
-    if ann is not None:
-        return ann
-    if sys.version_info >= (3, 14):
-        import annotationlib
-        annotate = annotationlib.get_annotate_from_class_namespace(ns)
-        if annotate is not None:
-            return annotationlib.call_annotate_function(annotate,
-                                                        annotationlib.Format.FORWARDREF)
-    return {}
-
-
-def _getter(names):
-    """A function returning the named attributes as a tuple (C speed for 2+ names)."""
-    if len(names) > 1:
-        return attrgetter(*names)
-    if len(names) == 1:
-        one = attrgetter(names[0])
-        return lambda obj: (one(obj),)
-    return lambda obj: ()
-
-
-def _frozen_setattr(self, name, value):
-    raise FrozenInstanceError(f"cannot assign to field {name!r} of frozen "
-                              f"{type(self).__qualname__}")
-
-
-def _frozen_delattr(self, name):
-    raise FrozenInstanceError(f"cannot delete field {name!r} of frozen "
-                              f"{type(self).__qualname__}")
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}" + ("" if n == 1 else "s")
-
-
-class Record(metaclass=_RecordMeta):
-    """Base class of records (see the module docstring). ``frozen=False`` as a class keyword
-    makes a mutable record."""
-
-    __slots__ = ()
-
-    def __init__(self, *args, **kwargs):
-        cls = type(self)
-        names = cls.__record_names__
-        n = len(args)
-        if n > len(names):
-            raise TypeError(f"{cls.__qualname__}.__init__() takes {len(names) + 1} positional "
-                            f"arguments but {n + 1} were given")
-        put = object.__setattr__
-        for name, value in zip(names, args):
-            put(self, name, value)
-        if kwargs:
-            index = cls.__record_index__
-            for name, value in kwargs.items():
-                i = index.get(name)
-                if i is None:
-                    raise TypeError(f"{cls.__qualname__}.__init__() got an unexpected keyword "
-                                    f"argument {name!r}")
-                if i < n:
-                    raise TypeError(f"{cls.__qualname__}.__init__() got multiple values for "
-                                    f"argument {name!r}")
-                put(self, name, value)
-        if n + len(kwargs) < len(names):
-            missing = []
-            for f in cls.__record_fields__[n:]:
-                if f.name in kwargs:
-                    continue
-                if f.default is not MISSING:
-                    put(self, f.name, f.default)
-                elif f.default_factory is not MISSING:
-                    put(self, f.name, f.default_factory())
-                else:
-                    missing.append(repr(f.name))
-            if missing:
-                listed = missing[0] if len(missing) == 1 else (
-                    ", ".join(missing[:-1]) + " and " + missing[-1])
-                raise TypeError(f"{cls.__qualname__}.__init__() missing "
-                                f"{_plural(len(missing), 'required positional argument')}: {listed}")
         if cls.__record_post_init__ is not None:
             self.__post_init__()
 

@@ -3,10 +3,10 @@
 ``spec/arms-wire.md`` §3.5.1-3.5.2. Device side: ``build_*_request`` and ``parse_*_response``.
 Server side (the test server): ``parse_*_request`` and ``build_*_response``. All sans-I/O.
 
-The response parsers return frozen records (:mod:`libarms._record`). A document the device cannot use raises
-:class:`~libarms.errors.ProtocolError` (libarms: try the next URL); :class:`FatalAnswer`, a
-subclass, marks a well-formed answer that libarms treats as "stop: reboot" (too many entries,
-an empty location config).
+The response parsers return frozen records (:mod:`libarms._record`). A document the device
+cannot use raises :class:`~libarms.errors.ProtocolError` (libarms: try the next URL);
+:class:`FatalAnswer`, a subclass, marks a well-formed answer that libarms treats as "stop:
+reboot" (too many entries, an empty location config).
 """
 
 from __future__ import annotations
