@@ -32,7 +32,8 @@ What a record class gets, as a frozen dataclass would:
 * ``__repr__``: ``Name(field=value, ...)`` without the ``field(repr=False)`` fields (secrets);
 * frozen: assigning or deleting an attribute raises :class:`FrozenInstanceError` (an
   ``AttributeError``);
-* ``__slots__``: instances have no ``__dict__`` and no other attributes than their fields;
+* ``__slots__``: instances have no ``__dict__`` and no other attributes than their fields
+  (a class may name extra, non-field attributes in its own ``__slots__``: they are added);
 * ``__match_args__`` (pattern matching), and copy/pickle support (through ``__init__``).
 
 Module functions :func:`replace`, :func:`fields` and :func:`asdict` mirror the ``dataclasses``
@@ -121,7 +122,9 @@ class _RecordMeta(type):
                                  "field(default_factory=...)")
             f.name = fname
             own.append(f)
-        ns.setdefault("__slots__", tuple(f.name for f in own))
+        extra = ns.get("__slots__", ())
+        ns["__slots__"] = tuple(f.name for f in own) + ((extra,) if isinstance(extra, str)
+                                                       else tuple(extra))
         all_fields = inherited + tuple(own)
         after_default = None
         for f in all_fields:

@@ -168,6 +168,19 @@ def test_record_instances_have_slots_and_no_dict():
         c.typo = 1                            # a misspelt field is an error, not a new attribute
 
 
+def test_extra_slots_hold_non_field_attributes():
+    class Running(Record, frozen=False):
+        __slots__ = ("_loop",)
+        name: str
+
+    r = Running("r")
+    r._loop = "loop"
+    assert r._loop == "loop" and [f.name for f in fields(r)] == ["name"]
+    assert repr(r).endswith("Running(name='r')") and r == Running("r")
+    with pytest.raises(AttributeError):
+        r.other = 1
+
+
 def test_frozen_and_mutable_records_do_not_inherit_from_each_other():
     with pytest.raises(TypeError, match="cannot inherit"):
         class Mixed(Point, frozen=False):
