@@ -403,13 +403,14 @@ class ModuleInfo(Record):
 def build_read_module_list_response(modules: Sequence[ModuleInfo]) -> list[bytes]:
     """read-module-list response (W 4.10): id signed decimal, version and text escaped."""
     body = [_tag("module", m.info, [("id", int(m.id)), ("version", m.version)]) for m in modules]
-    return build_sync_response("read-module-list", 100, body)
+    # libarms writes the whole answer in one piece (one chunk on the tunnel), unlike md-command
+    return [join(build_sync_response("read-module-list", 100, body))]
 
 
 def build_check_transaction_response(transaction_ids: Sequence[int]) -> list[bytes]:
     """check-transaction response (W 4.11): one ``transaction-id`` per live transaction."""
     body = [b"<transaction-id>%d</transaction-id>" % t for t in transaction_ids]
-    return build_sync_response("check-transaction", 100, body)
+    return [join(build_sync_response("check-transaction", 100, body))]     # one piece, as libarms
 
 
 # -- parsing XML ------------------------------------------------------------------------------
