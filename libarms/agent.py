@@ -48,6 +48,10 @@ from .transport import https
 from .transport.tls import BUILD_TIME, TlsPolicy, check_client_credentials
 from .transport import tls as _tls
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: typing stays unloaded at run time (footprint)
+    from typing import Optional, Sequence
+
 
 def tls_now() -> float:
     return _tls._now()

@@ -55,6 +55,10 @@ from .hooks import HookResult, HookRunner, Redactor
 from .modules import MAX_CONFIG_SIZE, ModuleStore
 from .stats import DummyStats, LinuxStats, apply_hook_output
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: typing stays unloaded at run time (footprint)
+    from typing import Optional
+
 log = logging.getLogger("libarms.daemon")
 
 #: Largest result file armsd reads back from a status/command/clear hook.

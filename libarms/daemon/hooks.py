@@ -22,7 +22,6 @@ Secrets given as arguments (PPPoE passwords) are replaced by ``***`` in every lo
 
 from __future__ import annotations
 
-import dataclasses
 import errno
 import logging
 import os
@@ -30,10 +29,12 @@ import signal
 import threading
 import time
 
+from .._record import Record
+
 # subprocess and selectors (~1 MiB with their dependencies) are imported when the first hook
 # runs: an armsd without hooks in its config never loads them.
 TYPE_CHECKING = False
-if TYPE_CHECKING:  # typing (~0.6 MiB) is for annotations only here: never imported at run time
+if TYPE_CHECKING:  # annotations only: typing stays unloaded at run time (footprint)
     import subprocess
     from typing import Iterable, Optional, Sequence
 
@@ -44,8 +45,7 @@ STDERR_LIMIT = 1000
 _READ = 4096
 
 
-@dataclasses.dataclass(frozen=True)
-class HookResult:
+class HookResult(Record):
     key: str
     status: str                    # "ok", "failed", "timeout", "error"
     returncode: Optional[int]

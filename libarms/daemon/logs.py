@@ -13,11 +13,11 @@ import logging
 import os
 import sys
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:  # typing (~0.6 MiB) is for annotations only here: never imported at run time
-    from typing import Optional
-
 from .hooks import Redactor
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: typing stays unloaded at run time (footprint)
+    from typing import Optional
 
 
 class ArmsdFormatter(logging.Formatter):

@@ -25,7 +25,6 @@ and the running config kept; ``distribution-id`` and paths need a restart).
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import signal
@@ -33,11 +32,7 @@ import sys
 import threading
 import time
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:  # typing (~0.6 MiB) is for annotations only here: never imported at run time
-    from typing import Optional
-
-from .. import LIBARMS_COMPAT_VERSION, __version__
+from .. import LIBARMS_COMPAT_VERSION, __version__, _record
 from ..errors import ArmsError, ConfigError, Err
 from ..states import State
 from .app import ArmsdCallbacks, StateTracker
@@ -46,6 +41,10 @@ from .hooks import HookRunner, Redactor
 from .logs import set_level, setup_logging
 from .modules import ModuleStore, flush_dirs
 from .statefile import PidFile, StateCache
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: typing stays unloaded at run time (footprint)
+    from typing import Optional
 
 log = logging.getLogger("libarms.daemon")
 
@@ -275,7 +274,7 @@ class Armsd:
             changes["path_state_cache"] = os.path.abspath(a.state_file)
         if a.verbose or a.d:
             changes["log_level"] = "debug"
-        return dataclasses.replace(cfg, **changes) if changes else cfg
+        return _record.replace(cfg, **changes) if changes else cfg
 
     # -- signals -----------------------------------------------------------------------------
 
@@ -323,7 +322,7 @@ class Armsd:
             if getattr(new, field) != getattr(self.cfg, field):
                 log.warning("%s changed in the config file: takes effect after a restart",
                             field.replace("_", "-"))
-                new = dataclasses.replace(new, **{field: getattr(self.cfg, field)})
+                new = _record.replace(new, **{field: getattr(self.cfg, field)})
         self.redact.add(*new.secrets())
         self.cfg = new
         self.callbacks.cfg = new

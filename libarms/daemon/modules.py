@@ -30,6 +30,10 @@ if TYPE_CHECKING:  # typing (~0.6 MiB) is for annotations only here: never impor
 from .. import _lines
 from .statefile import atomic_write, fsync_dir, remove_stale_temporaries
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: typing stays unloaded at run time (footprint)
+    from typing import Optional
+
 log = logging.getLogger("libarms.daemon.modules")
 
 KINDS = ("running", "candidate", "backup", "startup")

@@ -19,8 +19,8 @@ from __future__ import annotations
 import enum
 import re
 import struct
-from dataclasses import dataclass
 
+from libarms._record import Record
 from libarms.errors import ArmsError, Err, ProtocolError
 
 __all__ = [
@@ -52,8 +52,7 @@ class ItemType(enum.IntEnum):
 _DIST_RE = re.compile(r"^[0-9A-Fa-f]{4}(-[0-9A-Fa-f]{4}){7}$")
 
 
-@dataclass(frozen=True)
-class DistributionId:
+class DistributionId(Record):
     """The 128-bit distribution id: ``VVVV-VVVV-VVVV-TTTT-CCCC-CCCC-CCCC-CCCC`` in text."""
 
     version: int
@@ -80,14 +79,12 @@ class DistributionId:
         return "-".join(h[i:i + 4] for i in range(0, 32, 4))
 
 
-@dataclass(frozen=True)
-class CpuUsage:
+class CpuUsage(Record):
     index: int
     utilization: int
 
 
-@dataclass(frozen=True)
-class CpuDetailUsage:
+class CpuDetailUsage(Record):
     index: int
     idle: int
     interrupt: int
@@ -96,22 +93,19 @@ class CpuDetailUsage:
     other: int
 
 
-@dataclass(frozen=True)
-class MemUsage:
+class MemUsage(Record):
     index: int
     used: int
     available: int
 
 
-@dataclass(frozen=True)
-class DiskUsage:
+class DiskUsage(Record):
     index: int
     used: int
     available: int
 
 
-@dataclass(frozen=True)
-class TrafficCount:
+class TrafficCount(Record):
     ifindex: int
     in_octets: int
     out_octets: int
@@ -121,8 +115,7 @@ class TrafficCount:
     out_errors: int
 
 
-@dataclass(frozen=True)
-class TrafficRate:
+class TrafficRate(Record):
     ifindex: int
     in_octets: int
     out_octets: int
@@ -132,8 +125,7 @@ class TrafficRate:
     out_errors: int
 
 
-@dataclass(frozen=True)
-class RadioWave:
+class RadioWave(Record):
     ifindex: int
     status: int
     max: int
@@ -141,18 +133,17 @@ class RadioWave:
     avg: int
 
 
-@dataclass(frozen=True)
-class UnknownItem:
+class UnknownItem(Record):
     """A TLV of a type this receiver does not know: kept, not interpreted."""
 
     type: int
     value: bytes
 
 
-Item = (CpuUsage | CpuDetailUsage | MemUsage | DiskUsage | TrafficCount | TrafficRate | RadioWave
-        | UnknownItem)
+Item = (CpuUsage | CpuDetailUsage | MemUsage | DiskUsage | TrafficCount | TrafficRate |
+        RadioWave | UnknownItem)
 
-# type -> (value struct, dataclass)
+# type -> (value struct, record class)
 _LAYOUT: dict[int, tuple[struct.Struct, type]] = {
     ItemType.CPU_USAGE: (struct.Struct(">HB"), CpuUsage),
     ItemType.CPU_DETAIL: (struct.Struct(">H5B"), CpuDetailUsage),
@@ -166,8 +157,7 @@ _TYPE_OF = {cls: t for t, (_, cls) in _LAYOUT.items()}
 _TL = struct.Struct(">HH")
 
 
-@dataclass(frozen=True)
-class HeartbeatPacket:
+class HeartbeatPacket(Record):
     digest: bytes
     distribution_id: DistributionId
     items: tuple[Item, ...]

@@ -14,14 +14,14 @@ from __future__ import annotations
 import re
 import xml.etree.ElementTree as ET
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:  # typing (~0.6 MiB) is for annotations only here: never imported at run time
-    from typing import Iterable, Optional
-
 import defusedxml
 import defusedxml.ElementTree as DET
 
 from ..errors import ProtocolError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: typing stays unloaded at run time (footprint)
+    from typing import Iterable, Optional
 
 #: Default size limit for one ARMS document received from a server.
 MAX_DOCUMENT = 1024 * 1024
