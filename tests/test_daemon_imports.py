@@ -38,7 +38,7 @@ FORBIDDEN = [
     "logging.handlers",                             # only with -l FILE or --syslog
     "shutil", "bz2", "lzma", "tempfile",            # argparse width, SA credentials via memfd
     "encodings.idna", "unicodedata", "stringprep",  # getaddrinfo/SNI with a str host name
-    "argparse",                                     # armsd's options: a getopt table
+    "argparse", "getopt", "gettext", "locale",      # armsd's options: table + own parser
     "json",                                         # state blob, module list: libarms._lines
     "ipaddress",                                    # numeric address checks: libarms._inet
     "hashlib", "hmac", "_hashlib",                  # heartbeats keyed in C; state blob CRC-32

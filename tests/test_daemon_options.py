@@ -1,10 +1,14 @@
-"""armsd's command line without argparse: the getopt table in ``libarms.daemon.main`` accepts
-what the argparse parser accepted (GNU forms, long prefixes) and refuses the rest with exit 2."""
+"""armsd's command line without argparse: the option table and parser in ``libarms.daemon.main``
+accept what the argparse parser accepted (GNU getopt forms, long prefixes) and refuse the rest
+with exit 2; the parser agrees with ``getopt.gnu_getopt`` on any command line."""
 
 import subprocess
 import sys
 
+import getopt
+
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from libarms.daemon.main import OPTIONS, UsageError, help_text, parse_args, usage
 
@@ -35,6 +39,8 @@ def test_short_long_attached_and_bundled_forms_all_parse():
     (["-f"], "-f requires argument"),
     (["--sys"], "not a unique prefix"),
     (["extra"], "unrecognized arguments: extra"),
+    (["--syslog=1"], "--syslog must not have an argument"),
+    (["-v", "--", "-f"], "unrecognized arguments: -f"),
 ])
 def test_bad_command_lines_are_usage_errors_naming_the_problem(argv, words):
     with pytest.raises(UsageError, match=words.replace("-", r"\-").replace("(", r"\(")):
@@ -65,3 +71,49 @@ def test_help_goes_to_stdout_with_exit_0_and_the_width_of_columns():
     assert r.returncode == 0 and r.stderr == ""
     assert max(len(line) for line in r.stdout.splitlines()) <= 58
     assert "-w " in r.stdout and "Exit codes:" in r.stdout
+
+
+def gnu_getopt_reference(argv):
+    shorts = "".join(s + (":" if kind != "flag" else "") for s, _l, _d, kind, _m, _h in OPTIONS if s)
+    longs = [lo + ("=" if kind != "flag" else "") for _s, lo, _d, kind, _m, _h in OPTIONS if lo]
+    flags = {}
+    for s, lo, dest, kind, _m, _h in OPTIONS:
+        for f in ((f"-{s}",) if s else ()) + ((f"--{lo}",) if lo else ()):
+            flags[f] = (dest, kind)
+    try:
+        pairs, rest = getopt.gnu_getopt(argv, shorts, longs)
+    except getopt.GetoptError as e:
+        return ("error", str(e))
+    if rest:
+        return ("error", "unrecognized arguments: " + " ".join(rest))
+    out = {}
+    for f, v in pairs:
+        dest, kind = flags[f]
+        if kind == "int":
+            try:
+                v = int(v)
+            except ValueError:
+                return ("error", "int")
+        out[dest] = True if kind == "flag" else v
+    return ("ok", out)
+
+
+TOKENS = ["-v", "-vD", "-f", "-fx.conf", "--config", "--config=y", "--conf", "--sys",
+          "--syslog", "--syslog=1", "--syslog-s", "-p", "-p7", "7", "x", "--", "-", "-w",
+          "--hb-debug", "--hb-debug-c", "-Hd", "-q", "--nope", "--daemon", "-ib"]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(TOKENS), max_size=6))
+def test_parser_agrees_with_gnu_getopt_on_any_command_line(argv):
+    want = gnu_getopt_reference(argv)
+    try:
+        got = parse_args(argv)
+    except UsageError as e:
+        assert want[0] == "error"
+        assert want[1] == "int" and "invalid int value" in str(e) or want[1] == str(e)
+        return
+    assert want[0] == "ok", want
+    default = parse_args([])
+    assert {k: v for k, v in vars(got).items() if getattr(default, k) != v} == \
+        {k: v for k, v in want[1].items() if getattr(default, k) != v}

@@ -65,9 +65,9 @@ class _Stop(BaseException):
 
 
 #: armsd's options: (short, long, dest, kind, metavar, help). ``kind`` is "flag", "str" or
-#: "int"; help None hides the option. A getopt table rather than argparse: argparse (with
-#: gettext's catalog machinery and its formatter classes) stays resident ~0.4 MiB for the
-#: daemon's life to parse a dozen options once.
+#: "int"; help None hides the option. A table and :func:`parse_args` rather than argparse:
+#: argparse (with gettext's catalog machinery and its formatter classes) stays resident
+#: ~0.4 MiB for the daemon's life to parse a dozen options once.
 OPTIONS = (
     ("h", "help", "help", "flag", None, "show this help message and exit"),
     ("f", "config", "config", "str", "FILE", f"config file (default {DEFAULT_CONFIG})"),
@@ -185,35 +185,76 @@ def help_text(width: Optional[int] = None) -> str:
 
 
 def parse_args(argv) -> Options:
-    """armsd's command line (GNU getopt rules: bundled short flags, ``-fFILE``, ``--config=FILE``,
-    unambiguous long prefixes). UsageError on anything else."""
-    import getopt
-    shorts = "".join(s + (":" if kind != "flag" else "") for s, _l, _d, kind, _m, _h in OPTIONS if s)
-    longs = [lo + ("=" if kind != "flag" else "") for _s, lo, _d, kind, _m, _h in OPTIONS if lo]
-    by_flag = {}
-    for s, lo, dest, kind, _m, _h in OPTIONS:
-        for flag in ((f"-{s}",) if s else ()) + ((f"--{lo}",) if lo else ()):
-            by_flag[flag] = (s, lo, dest, kind)
-    try:
-        pairs, rest = getopt.gnu_getopt(list(argv), shorts, longs)
-    except getopt.GetoptError as e:
-        raise UsageError(str(e)) from None
+    """armsd's command line, GNU getopt rules: bundled short flags (``-vD``), ``-fFILE`` or
+    ``-f FILE``, ``--config=FILE`` or ``--config FILE``, unambiguous long prefixes, options
+    anywhere, ``--`` ends them. UsageError (getopt's wording) on anything else. Written out
+    rather than with getopt, which keeps gettext and locale loaded (~0.1 MiB) for its
+    messages."""
+    shorts = {o[0]: o for o in OPTIONS if o[0]}
+    longs = {o[1]: o for o in OPTIONS if o[1]}
+    args, values, rest = list(argv), {}, []
+    i = 0
+    while i < len(args):               # bounded: every pass consumes at least one argument
+        a = args[i]
+        i += 1
+        if a == "--":
+            rest += args[i:]
+            break
+        if a.startswith("--"):
+            name, eq, value = a[2:].partition("=")
+            opt = longs.get(name)
+            if opt is None:
+                found = [n for n in longs if n.startswith(name)]
+                if not found:
+                    raise UsageError(f"option --{name} not recognized")
+                if len(found) > 1:
+                    raise UsageError(f"option --{name} not a unique prefix")
+                opt = longs[found[0]]
+            if opt[3] == "flag":
+                if eq:
+                    raise UsageError(f"option --{opt[1]} must not have an argument")
+                values[opt[2]] = True
+                continue
+            if not eq:
+                if i >= len(args):
+                    raise UsageError(f"option --{opt[1]} requires argument")
+                value = args[i]
+                i += 1
+            values[opt[2]] = (opt, value)
+        elif a.startswith("-") and a != "-":
+            for j in range(1, len(a)):
+                opt = shorts.get(a[j])
+                if opt is None:
+                    raise UsageError(f"option -{a[j]} not recognized")
+                if opt[3] == "flag":
+                    values[opt[2]] = True
+                    continue
+                if j + 1 < len(a):
+                    value = a[j + 1:]
+                elif i < len(args):
+                    value = args[i]
+                    i += 1
+                else:
+                    raise UsageError(f"option -{a[j]} requires argument")
+                values[opt[2]] = (opt, value)
+                break
+        else:
+            rest.append(a)
     if rest:
         raise UsageError("unrecognized arguments: " + " ".join(rest))
-    values = {}
-    for flag, value in pairs:
-        s, lo, dest, kind = by_flag[flag]
-        if kind == "flag":
-            values[dest] = True
-        elif kind == "int":
-            try:
-                values[dest] = int(value)
-            except ValueError:
-                shown = "/".join(x for x in ((f"-{s}" if s else ""), (f"--{lo}" if lo else "")) if x)
-                raise UsageError(f"argument {shown}: invalid int value: {value!r}") from None
-        else:
-            values[dest] = value
-    return Options(**values)
+    return Options(**{k: v if v is True else _option_value(*v) for k, v in values.items()})
+
+
+def _option_value(opt, value: str):
+    short, long, _dest, kind, _mv, _help = opt
+    if kind != "int":
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        shown = "/".join(x for x in ((f"-{short}" if short else ""), (f"--{long}" if long else ""))
+                         if x)
+        raise UsageError(f"argument {shown}: invalid int value: {value!r}") from None
 
 
 def _preload_push_phase() -> Optional[threading.Thread]:
