@@ -48,9 +48,9 @@ FORBIDDEN = [
     # "dataclasses", "inspect", "ast", "dis", "typing".
 ]
 
-#: Modules asyncio itself imports (base_events: subprocess): forbidden once the push phase runs
-#: without asyncio (room noasync), which makes this condition always true.
-FORBIDDEN_WITHOUT_ASYNCIO = {"subprocess"}
+#: Modules asyncio itself imports (base_events: subprocess, which imports locale): forbidden
+#: once the push phase runs without asyncio (room noasync), which makes this condition always true.
+FORBIDDEN_WITHOUT_ASYNCIO = {"subprocess", "locale"}
 
 WRAPPER = (
     "import atexit, os, runpy, sys\n"

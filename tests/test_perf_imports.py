@@ -1,6 +1,6 @@
 """The pull side and the daemon import none of the stdlib modules trimmed for the footprint
-budget (issue 5): typing (annotations only), json, ipaddress, hashlib/hmac, argparse,
-subprocess (first hook), random, queue. Checked by importing them in a fresh ``python -S`` (no
+budget (issue 5): typing (annotations only), json, ipaddress, hashlib/hmac, argparse/getopt
+(with gettext and locale), subprocess (first hook), random, queue. Checked by importing them in a fresh ``python -S`` (no
 site set-up: on a device nothing else runs before armsd), so that a stray top-level import fails
 here even while the push phase (asyncio) still pulls some of them in."""
 
@@ -22,8 +22,8 @@ DEVICE_MODULES = [
     "libarms.configstore", "libarms.protocol.push", "libarms.protocol.cstate",
     "libarms.transport.https", "libarms.transport.tls",
 ]
-TRIMMED = ["typing", "json", "ipaddress", "hashlib", "hmac", "argparse", "subprocess", "random",
-           "queue", "shutil", "tempfile", "urllib", "ctypes"]
+TRIMMED = ["typing", "json", "ipaddress", "hashlib", "hmac", "argparse", "getopt", "gettext",
+           "locale", "subprocess", "random", "queue", "shutil", "tempfile", "urllib", "ctypes"]
 
 
 def imported_by(modules) -> set:
