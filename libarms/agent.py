@@ -30,10 +30,6 @@ import struct
 import threading
 import time
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:  # typing (~0.6 MiB) is for annotations only here: never imported at run time
-    from typing import Optional, Sequence
-
 from . import _lines
 from ._atomic import write_atomic
 from .callbacks import Callbacks, ConfigAction, Frag, Line, LineAction, LineStatus, LineType
@@ -74,13 +70,14 @@ LOG_ELS_ACCESS, LOG_ERS_ACCESS = 130, 131
 LOG_ERROR, LOG_DEBUG = 100, 200
 
 STATE_MAGIC = b"LIBARMS-PY-STATE\n"
+STATE_VERSION = 2                 # 1: JSON + SHA-256 (still read, see _decode_state)
+
 #: The time floor file is rewritten only when the floor has moved this far (s) past what the
 #: file holds. Each rewrite costs two fsyncs on the pull's critical path (the LS and the RS
 #: contacts both raise the floor); a file that lags by less than this only means that, after a
 #: reboot with a clock that is behind, a certificate that expired within that hour before the
 #: reboot is not recognised as expired. The floor also travels in dump_state().
 FLOOR_SAVE_STEP = 3600.0
-STATE_VERSION = 2                 # 1: JSON + SHA-256 (still read, see _decode_state)
 
 _LINE_NAMES = {LineType.PPPOE: "PPPoE", LineType.DHCP: "DHCP", LineType.MOBILE: "Mobile",
                LineType.STATIC: "Static", LineType.RA: "RA", LineType.PPPOE_IPV6: "PPPoE(IPv6)"}

@@ -41,10 +41,6 @@ from __future__ import annotations
 import logging
 import re
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:  # typing (~0.6 MiB) is for annotations only here: never imported at run time
-    from typing import Optional
-
 from .. import _inet
 from ..callbacks import (Callbacks, ConfigAction, ConfigKind, Frag, Line, LineAction, LineStatus,
                          LineType, PingResult, TraceHop)

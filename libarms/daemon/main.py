@@ -192,7 +192,7 @@ def parse_args(argv) -> Options:
     messages."""
     shorts = {o[0]: o for o in OPTIONS if o[0]}
     longs = {o[1]: o for o in OPTIONS if o[1]}
-    args, values, rest = list(argv), {}, []
+    args, pairs, rest = list(argv), [], []
     i = 0
     while i < len(args):               # bounded: every pass consumes at least one argument
         a = args[i]
@@ -213,21 +213,21 @@ def parse_args(argv) -> Options:
             if opt[3] == "flag":
                 if eq:
                     raise UsageError(f"option --{opt[1]} must not have an argument")
-                values[opt[2]] = True
+                pairs.append((opt, True))
                 continue
             if not eq:
                 if i >= len(args):
                     raise UsageError(f"option --{opt[1]} requires argument")
                 value = args[i]
                 i += 1
-            values[opt[2]] = (opt, value)
+            pairs.append((opt, value))
         elif a.startswith("-") and a != "-":
             for j in range(1, len(a)):
                 opt = shorts.get(a[j])
                 if opt is None:
                     raise UsageError(f"option -{a[j]} not recognized")
                 if opt[3] == "flag":
-                    values[opt[2]] = True
+                    pairs.append((opt, True))
                     continue
                 if j + 1 < len(a):
                     value = a[j + 1:]
@@ -236,13 +236,14 @@ def parse_args(argv) -> Options:
                     i += 1
                 else:
                     raise UsageError(f"option -{a[j]} requires argument")
-                values[opt[2]] = (opt, value)
+                pairs.append((opt, value))
                 break
         else:
             rest.append(a)
     if rest:
         raise UsageError("unrecognized arguments: " + " ".join(rest))
-    return Options(**{k: v if v is True else _option_value(*v) for k, v in values.items()})
+    # values are checked in command-line order once the whole line parsed (as getopt users do)
+    return Options(**{opt[2]: v if v is True else _option_value(opt, v) for opt, v in pairs})
 
 
 def _option_value(opt, value: str):

@@ -23,10 +23,6 @@ import logging
 import os
 import threading
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:  # typing (~0.6 MiB) is for annotations only here: never imported at run time
-    from typing import Optional
-
 from .. import _lines
 from .statefile import atomic_write, fsync_dir, remove_stale_temporaries
 
