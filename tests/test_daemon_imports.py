@@ -17,7 +17,7 @@ import pytest
 
 pytest.importorskip("libarms.testserver.pushservice", reason="needs the push service merged")
 
-from conftest_daemon import DISTID, write_conf  # noqa: E402
+from conftest_daemon import DISTID, closed_port, write_conf  # noqa: E402
 
 from libarms.testserver.heartbeat import HeartbeatReceiver  # noqa: E402
 from libarms.testserver.pushservice import PushService  # noqa: E402
@@ -36,6 +36,8 @@ FORBIDDEN = [
     "logging.handlers",                             # only with -l FILE or --syslog
     "shutil", "bz2", "lzma", "tempfile",            # argparse width, SA credentials via memfd
     "encodings.idna", "unicodedata", "stringprep",  # getaddrinfo/SNI with a str host name
+    "asyncio", "concurrent", "contextvars",         # push phase on threads: asyncio ~3.4-5 MiB
+    "queue",                                        # the callback runner has its own deque
 ]
 
 WRAPPER = (
@@ -47,12 +49,13 @@ WRAPPER = (
 )
 
 
-@pytest.fixture
-def server(tmp_path):
+@pytest.fixture(params=["https-tunnel", "https-simple"])
+def server(tmp_path, request):
     sd = str(tmp_path / "server")
     srv = ArmsTestServer(sd).start()
+    srv.push_method = request.param
     try:
-        srv.add_component(PushService(sd, token="imports", methods=("https-tunnel",)))
+        srv.add_component(PushService(sd, token="imports", methods=(request.param,)))
         rx = HeartbeatReceiver()
         srv.add_component(rx)
         srv.add_device(DISTID, LS_KEY, service={
@@ -73,7 +76,8 @@ def steady_state_modules(tmp_path, server) -> set:
                       path_state_cache=str(tmp_path / "state"), hb_traffic_if0="lo")
     out = tmp_path / "modules.txt"
     env = dict(os.environ, ARMSD_MODULES_OUT=str(out))
-    proc = subprocess.Popen([sys.executable, "-c", WRAPPER, "-f", conf],
+    extra = ["-p", str(closed_port())] if server.push_method == "https-simple" else []
+    proc = subprocess.Popen([sys.executable, "-c", WRAPPER, "-f", conf] + extra,
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True, env=env)
     lines, steady = [], threading.Event()
@@ -99,8 +103,9 @@ def steady_state_modules(tmp_path, server) -> set:
 
 
 def test_armsd_in_push_wait_holds_no_heavy_or_test_only_modules(tmp_path, server):
+    """Both push methods: the tunnel worker and the https-simple listener."""
     mods = steady_state_modules(tmp_path, server)
     # the dump is real: the push phase and the C core are there
-    assert {"libarms.push", "libarms.heartbeat", "libarms._core", "asyncio", "ssl"} <= mods
+    assert {"libarms.push", "libarms.heartbeat", "libarms._core", "ssl"} <= mods
     held = sorted(m for m in mods if any(m == f or m.startswith(f + ".") for f in FORBIDDEN))
     assert held == [], "armsd holds at steady state: " + json.dumps(held)
