@@ -35,6 +35,7 @@ import dataclasses
 import logging
 import os
 import select
+import signal
 import socket
 import ssl
 import threading
@@ -404,9 +405,10 @@ class CallbackRunner:
                 cv.notify_all()
 
     def call(self, fn: Callable, *args, timeout: Optional[float] = None,
-             abort: Optional[Callable[[], bool]] = None):
+             abort: Optional[Callable[[], bool]] = None, slice: Optional[float] = None):
         """Run ``fn(*args)`` on the callback thread and return its result (or raise its
-        exception); CallbackTimeout after the time limit; ``_Cancelled`` once ``abort()``."""
+        exception); CallbackTimeout after the time limit; ``_Cancelled`` once ``abort()``.
+        ``slice``: wake up that often (the main thread, so that signal handlers run)."""
         limit = timeout or self.timeout
         c = _Call(fn, args)
         cv = self.cv
@@ -428,7 +430,7 @@ class CallbackRunner:
                     self._start()
                     cv.notify_all()
                     raise CallbackTimeout(f"callback {getattr(fn, '__name__', fn)} overran {limit} s")
-                cv.wait(left)
+                cv.wait(left if slice is None else min(left, slice))
         if c.error is not None:
             raise c.error
         return c.result
@@ -1002,10 +1004,70 @@ class EventLoop:
         self._wd_gen = 0
         self._closing = False
         self._ended: list[RoundEnd] = []
+        # the loop's thread waits in poll(): on this pipe (stop requests), the round's pipe
+        # and, in the main thread, the signal wake-up pipe (see _signal_wakeup)
+        self._stop_r, self._stop_w = os.pipe()
+        self._sig_r = -1
+        self._sig_slice: Optional[float] = None
+
+    def _signal_wakeup(self) -> None:
+        """In the main thread: a signal (SIGTERM to armsd) may be delivered to any thread, and
+        Python runs its handler in the main thread only once that thread wakes up. As asyncio
+        does, point ``signal.set_wakeup_fd`` at a pipe the loop polls, unless the application
+        has its own there (then the loop's waits are sliced to 1 s)."""
+        if threading.current_thread() is not threading.main_thread():
+            return
+        r, w = os.pipe()
+        os.set_blocking(r, False)
+        os.set_blocking(w, False)
+        try:
+            old = signal.set_wakeup_fd(w, warn_on_full_buffer=False)
+        except (ValueError, OSError):
+            old = None
+        if old == -1:
+            self._sig_r, self._sig_w = r, w
+            return
+        if old is not None:
+            signal.set_wakeup_fd(old)
+            self._sig_slice = 1.0
+        os.close(r)
+        os.close(w)
+
+    def _signal_wakeup_off(self) -> None:
+        if self._sig_r < 0:
+            return
+        try:
+            old = signal.set_wakeup_fd(-1)
+            if old != self._sig_w:             # someone replaced ours meanwhile: keep theirs
+                signal.set_wakeup_fd(old)
+        except (ValueError, OSError):
+            pass
+        os.close(self._sig_r)
+        os.close(self._sig_w)
+        self._sig_r = -1
+
+    def _sleep(self, seconds: float, end: Optional[RoundEnd] = None) -> None:
+        """The loop's thread: wait up to ``seconds`` for a stop request, the end of ``end``
+        or a signal (whose handler then runs)."""
+        p = select.poll()
+        p.register(self._stop_r, select.POLLIN)
+        if end is not None:
+            p.register(end.wake_fd, select.POLLIN)
+        if self._sig_r >= 0:
+            p.register(self._sig_r, select.POLLIN)
+        if self._sig_slice is not None:
+            seconds = min(seconds, self._sig_slice)
+        for fd, _ in p.poll(max(0, int(seconds * 1000) + 1)):
+            if fd == self._sig_r:
+                try:
+                    os.read(fd, 512)
+                except OSError:
+                    pass
 
     def run(self) -> Err:
         ctx = self.ctx
         _tl.ctx = ctx
+        self._signal_wakeup()
         ctx._running = (self.cv, self)
         try:
             if not ctx.methods:
@@ -1065,6 +1127,11 @@ class EventLoop:
             self.runner.close()
             for end in self._ended:
                 end.close()
+            self._signal_wakeup_off()
+            with self.cv:
+                w, self._stop_w = self._stop_w, -1
+            os.close(w)
+            os.close(self._stop_r)
 
     def request_stop(self, result: Err) -> None:
         """Thread-safe (and safe in a signal handler of the loop's thread): end the loop with
@@ -1072,14 +1139,23 @@ class EventLoop:
         with self.cv:
             self.stopped = result
             self.cv.notify_all()
+            if self._stop_w >= 0:
+                try:
+                    os.write(self._stop_w, b"x")
+                except OSError:
+                    pass
         end = self.ls.round_end
         if end is not None:
             end.stop(result)
 
     def _pause(self, seconds: float) -> None:
         """Wait between rounds; a stop request cuts it short."""
-        with self.cv:
-            self.cv.wait_for(lambda: self.stopped is not None, seconds)
+        deadline = time.monotonic() + seconds
+        while self.stopped is None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self._sleep(left)
 
     def _end(self, result: Err) -> Err:
         # the state is PUSH_REBOOT already when a round ran (A 2.2); early errors leave it
@@ -1114,19 +1190,20 @@ class EventLoop:
     def _app_events(self, end: RoundEnd) -> None:
         """The loop's thread during a round: the app-event timer, else just the wait."""
         cb = self.ctx.callbacks
-        cv = self.cv
         if not cb.supports("app_event"):
-            with cv:
-                while not end.done:
-                    cv.wait(3600)
+            while not end.done:
+                self._sleep(3600, end)
             return
+        main = threading.current_thread() is threading.main_thread()
         while not end.done:
-            with cv:
-                cv.wait_for(lambda: end.done, self.ctx.app_event_interval)
+            deadline = time.monotonic() + self.ctx.app_event_interval
+            while not end.done and time.monotonic() < deadline:
+                self._sleep(deadline - time.monotonic(), end)
             if end.done:
                 return
             try:
-                r = self.runner.call(cb.app_event, abort=lambda: end.done)
+                r = self.runner.call(cb.app_event, abort=lambda: end.done,
+                                     slice=0.2 if main else None)
             except _Cancelled:
                 return
             except Exception as e:

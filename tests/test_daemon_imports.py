@@ -93,7 +93,11 @@ def steady_state_modules(tmp_path, server) -> set:
     try:
         assert steady.wait(60), "armsd did not reach PUSH_WAIT:\n" + "".join(lines[-30:])
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(30) == 0, "".join(lines[-30:])
+        try:
+            rc = proc.wait(30)
+        except subprocess.TimeoutExpired:
+            rc = "no exit within 30 s of SIGTERM"
+        assert rc == 0, "".join(lines[-30:])
     finally:
         if proc.poll() is None:
             proc.kill()
