@@ -84,6 +84,8 @@ LOG_ECALLBACK = 108
 LOG_ENETTIMEOUT = 107
 
 SIMPLE_MAX_TRANSACTIONS = 10
+#: https-simple connections served at once (a thread each); more are closed at once
+SIMPLE_MAX_CONNECTIONS = 16
 #: ``arms_set_app_event_interval`` bounds and default (A 2.7), seconds
 MIN_APP_EVENT_INTERVAL, MAX_APP_EVENT_INTERVAL, DEFAULT_APP_EVENT_INTERVAL = 0.1, 600.0, 60.0
 #: What a failed exchange with a server can raise (bad bytes, network, TLS, proxy, timeouts).
@@ -1844,11 +1846,20 @@ class SimpleRound:
                 if s is None:
                     continue              # the wake-up pipe: checked at the top
                 try:
-                    conn, _ = s.accept()
+                    conn, peer = s.accept()
                 except (BlockingIOError, InterruptedError):
                     continue
                 except OSError as e:
                     log.warning("https-simple accept failed: %s", e)
+                    continue
+                with self._lock:
+                    busy = len(self._conns) >= SIMPLE_MAX_CONNECTIONS
+                    if not busy:
+                        self._conns[id(conn)] = conn
+                if busy:
+                    log.warning("https-simple connection from %s refused: %d connections open",
+                                peer[0], SIMPLE_MAX_CONNECTIONS)
+                    conn.close()
                     continue
                 _spawn(self._client, "libarms-simple-conn", conn)
 
@@ -1878,9 +1889,7 @@ class SimpleRound:
             self.ls.stop(end)
 
     def _client(self, sock: socket.socket) -> None:
-        key = id(sock)
-        with self._lock:
-            self._conns[key] = sock
+        key = id(sock)          # registered by the listener
         try:
             sock.setblocking(True)
             sock.settimeout(self.ctx.io_timeout)          # bounds the TLS handshake too
