@@ -33,7 +33,8 @@ CREATE TABLE IF NOT EXISTS readings (
     value TEXT,
     source TEXT NOT NULL,
     created REAL NOT NULL,
-    uploaded REAL
+    uploaded REAL,
+    rejected TEXT
 );
 CREATE INDEX IF NOT EXISTS readings_pending ON readings(id) WHERE uploaded IS NULL;
 CREATE INDEX IF NOT EXISTS readings_kind_ts ON readings(kind, ts);
@@ -100,6 +101,9 @@ class Store:
         self._added = 0                   # bumped on every commit that added readings
         with self._conn() as conn:
             conn.executescript(SCHEMA)
+            cols = {row[1] for row in conn.execute("PRAGMA table_info(readings)")}
+            if "rejected" not in cols:          # a queue written before rejections existed
+                conn.execute("ALTER TABLE readings ADD COLUMN rejected TEXT")
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -157,7 +161,7 @@ class Store:
     def pending(self, limit: int = 100) -> list[Reading]:
         rows = self._conn().execute(
             "SELECT key, device, kind, ts, value, source FROM readings WHERE uploaded IS NULL "
-            "ORDER BY id LIMIT ?", (limit,)).fetchall()
+            "AND rejected IS NULL ORDER BY id LIMIT ?", (limit,)).fetchall()
         return [Reading(k, d, kind, ts, json.loads(v), s) for k, d, kind, ts, v, s in rows]
 
     def mark_uploaded(self, keys) -> None:
@@ -171,6 +175,18 @@ class Store:
             conn.execute("ROLLBACK")
             raise
 
+    def reject(self, key: str, reason: str) -> None:
+        """Set a reading aside that the collector refused as malformed: it stays in the queue
+        (never deleted, never pruned) but no longer blocks the readings behind it."""
+        self._conn().execute("UPDATE readings SET rejected=? WHERE key=? AND uploaded IS NULL",
+                             (reason[:500] or "rejected", key))
+
+    def retry_rejected(self) -> int:
+        """Make rejected readings pending again (at start: the collector or our configuration
+        may have been fixed since); returns how many."""
+        return self._conn().execute(
+            "UPDATE readings SET rejected=NULL WHERE rejected IS NOT NULL").rowcount
+
     def last_ts(self, kind: str) -> Optional[str]:
         row = self._conn().execute("SELECT MAX(ts) FROM readings WHERE kind=?", (kind,)).fetchone()
         return row[0] if row else None
@@ -179,9 +195,10 @@ class Store:
         return self._conn().execute("SELECT 1 FROM readings WHERE key=?", (key,)).fetchone() is not None
 
     def counts(self) -> dict:
-        total, pending = self._conn().execute(
-            "SELECT COUNT(*), SUM(uploaded IS NULL) FROM readings").fetchone()
-        return {"total": total, "pending": pending or 0}
+        total, pending, rejected = self._conn().execute(
+            "SELECT COUNT(*), SUM(uploaded IS NULL AND rejected IS NULL), "
+            "SUM(rejected IS NOT NULL AND uploaded IS NULL) FROM readings").fetchone()
+        return {"total": total, "pending": pending or 0, "rejected": rejected or 0}
 
     def all(self) -> list[Reading]:
         rows = self._conn().execute(

@@ -215,3 +215,55 @@ def test_cross_armsd_on_qemu_arm_provisions_serves_a_hook_and_stops_cleanly_on_s
         finally:
             dev.stop()
             print("armsd stderr:", dev.stderr[-6000:])
+
+
+def test_cross_agent_on_foreign_cpu_serves_pushes_over_https_simple(foreign: ForeignPython,
+                                                                     tmp_path):
+    """https-simple on the foreign CPU: the agent's own TLS listener (libarms' server side of
+    push) confirmed by the proxy, then an md-command pushed to it through the
+    REST API, answered from the foreign CPU, and a configure carried to its end."""
+    needs("libarms/agent.py", "libarms/push.py", "libarms/testserver/pushservice.py")
+    import socket
+
+    from libarms.testserver.pushservice import PushService
+    from libarms.testserver.server import TestServer
+
+    did = {"armhf": "0001-0000-0000-0000-0000-0000-00A7-5001",
+           "mipsel": "0001-0000-0000-0000-0000-0000-00A7-5002"}[foreign.arch]
+    with socket.socket() as s:                       # a free loopback port for the listener
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with TestServer(str(tmp_path / "server")) as srv:
+        svc = PushService(str(tmp_path / "server"), methods=("https-simple",),
+                          connect_timeout=60, push_timeout=60)
+        srv.add_component(svc)
+        srv.add_device(did, "ls-sa-key-s", service={
+            "modules": [{"id": 1, "version": "1.0", "info": "mod1", "config": "boot config\n"}]})
+        dev = foreign.spawn({
+            "distribution_id": did, "ls_sa_key": "ls-sa-key-s", "ca_pem": srv.ca_path,
+            "initial_config": srv.initial_config(), "push": True, "pull_timeout": 120,
+            "push_port": port,
+            "agent_options": {"ls_retry_interval_factor": 0.1, "line_poll_interval": 0.05}},
+            cwd=tmp_path)
+        try:
+            dev.state("PUSH_WAIT", 120)
+            svc.call(svc.proxy.wait_reachable(did, 90), 100)
+            doc = rest(svc, "md-command", {"code": did, "module": 1, "command": "show version"})
+            assert doc["via"] == "simple" and doc["resultCode"] == 100, doc
+            assert doc["results"] == [{"module": 1, "result": 100, "encoding": "plain",
+                                       "data": f"{MACHINE[foreign.arch]} ran: show version"}]
+            # configure: the answer on the listener's connection, the done report sent by the
+            # device on a connection of its own
+            doc = rest(svc, "configure", {"code": did,
+                                          "modules": [{"id": 1, "version": "1.1", "info": "mod1"}],
+                                          "configs": [{"id": 1, "data": "hostname simple"}]})
+            assert doc["via"] == "simple" and doc["resultCode"] == 100, doc
+            stored = dev.wait_event(lambda e: e["event"] == "config" and e["action"] == 2, 10,
+                                    "PUSH_STORE_CONFIG")
+            assert stored["data"] == "hostname simple"
+            dev.wait_event(lambda e: e["event"] == "config" and e["action"] == 3, 10,
+                           "PUSH_EXEC_STORED_CONFIG")
+        finally:
+            dev.stop()
+            print("device events:", *dev.events, sep="\n  ")       # shown when the test fails
+            print("device stderr:", dev.stderr[-6000:])

@@ -206,6 +206,14 @@ def make_handler(collector: Collector):
             if length > MAX_BODY:
                 status, ctype, body = collector._json(413, {"error": "body too large"})
                 self.close_connection = True
+                # read what the client sends (up to a bound) before answering: closing on an
+                # unread body resets the connection and the client never sees the 413
+                left = min(length, 16 * MAX_BODY)
+                while left > 0:
+                    chunk = self.rfile.read(min(left, 65536))
+                    if not chunk:
+                        break
+                    left -= len(chunk)
             else:
                 data = self.rfile.read(length) if length else b""
                 parts = urlsplit(self.path)

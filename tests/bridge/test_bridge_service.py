@@ -193,7 +193,7 @@ def test_queue_survives_reopen_and_ignores_duplicate_keys(tmp_path):
     assert q.add(halfhour_reading("d", "halfhour_normal_kwh", t, "6513.9", "poll")) == 0
     q.close()
     q2 = Store(path)
-    assert q2.counts() == {"total": 2, "pending": 2}
+    assert q2.counts() == {"total": 2, "pending": 2, "rejected": 0}
     assert [r.value for r in q2.pending()] == ["6513.9", None]      # no data stays None
     q2.mark_uploaded([a.key])
     assert q2.counts()["pending"] == 1
