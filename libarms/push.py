@@ -59,6 +59,9 @@ except Exception:  # pragma: no cover - absent until the core lands
 
 #: Per thread: ``ctx`` (the push context, for log lines) and ``end`` (the round it works for).
 _tl = threading.local()
+#: The state and log callbacks come from several push threads: one call at a time, as when a
+#: single loop thread made them (re-entrant: a state callback may log).
+_notify_lock = threading.RLock()
 
 
 class _EventLog(logging.LoggerAdapter):
@@ -141,29 +144,32 @@ class PushContext:
     log_fn: Optional[Callable[[int, str], None]] = None
 
     def fire(self, event: Event) -> None:
-        """Move along the transition table (``libarms/states.py``); callbacks on change."""
-        new = next_state(self.state, event)
-        if self.set_state is not None:
-            self.set_state(new)
-            self.state = new
-            return
-        old, self.state = self.state, new
-        if old != new:
-            try:
-                self.callbacks.state(old, new)
-            except Exception:
-                log.exception("state callback raised")
+        """Move along the transition table (``libarms/states.py``); callbacks on change.
+        Any push thread may fire: one at a time (``_notify_lock``)."""
+        with _notify_lock:
+            new = next_state(self.state, event)
+            if self.set_state is not None:
+                self.set_state(new)
+                self.state = new
+                return
+            old, self.state = self.state, new
+            if old != new:
+                try:
+                    self.callbacks.state(old, new)
+                except Exception:
+                    log.exception("state callback raised")
 
     def event(self, code: int, message: str) -> None:
-        if self.log_fn is not None:
-            self.log_fn(code, message)
-            return
-        level = logging.DEBUG if code >= 200 else logging.WARNING if code >= 100 else logging.INFO
-        log.log(level, "[%d] %s", code, message)
-        try:
-            self.callbacks.log(code, message)
-        except Exception:
-            log.exception("log callback raised")
+        with _notify_lock:        # the log callback, like state, is never called twice at once
+            if self.log_fn is not None:
+                self.log_fn(code, message)
+                return
+            level = logging.DEBUG if code >= 200 else logging.WARNING if code >= 100 else logging.INFO
+            log.log(level, "[%d] %s", code, message)
+            try:
+                self.callbacks.log(code, message)
+            except Exception:
+                log.exception("log callback raised")
 
     def tls_policy(self):
         return pushtls.policy(self.rs_ca_pem, self.sa_cert_pem, self.sa_key_pem, self.time_floor)
@@ -992,7 +998,7 @@ def event_loop(agent: Any, port: int = 0, fragment: int = 0) -> Err:
 class EventLoop:
     #: how long the end of a round waits for its round thread (it is woken at once; a
     #: connect or TLS handshake under way is not, and is left to end on its own)
-    ROUND_JOIN = 5.0
+    ROUND_JOIN = 1.0
 
     def __init__(self, ctx: PushContext, port: int, fragment: int):
         self.ctx = ctx
