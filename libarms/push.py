@@ -974,7 +974,7 @@ def _exchange(url: P.Url, request: bytes, sslctx: ssl.SSLContext, timeout: float
         local = sock.getsockname()[0]
         return send_request(sock, request, timeout), local
     finally:
-        close_tls(sock)
+        close_tls(sock, 0)
 
 
 # -- the event loop (A 2.7) -----------------------------------------------------------------------

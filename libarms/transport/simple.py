@@ -287,9 +287,15 @@ def connect_tls(url: Url, ctx: Optional[ssl.SSLContext], timeout: float, *, poli
 
 
 def close_tls(sock: ssl.SSLSocket, wait: float = 2.0) -> None:
-    """Normal TLS close: close_notify, the peer's answer awaited at most ``wait`` seconds."""
+    """Normal TLS close: close_notify, then the peer's awaited at most ``wait`` seconds (which
+    also drains what it still sends: closing on unread bytes would reset the connection and
+    could cut our last answer short). ``wait=0``: close_notify only, for a client that has
+    read the whole answer."""
     try:
-        sock.settimeout(wait)
+        if wait > 0:
+            sock.settimeout(wait)
+        else:
+            sock.setblocking(False)
         sock.unwrap()
     except (OSError, ValueError):
         pass
@@ -326,7 +332,7 @@ def exchange(url: Url, req: bytes, ctx: Optional[ssl.SSLContext], timeout: float
     try:
         return request(sock, req, timeout, max_body)
     finally:
-        close_tls(sock)
+        close_tls(sock, 0)
 
 
 # -- asyncio client for the test server's proxy (never called on the device) -----------------------
