@@ -28,7 +28,6 @@ import ssl
 import struct
 import threading
 import time
-from typing import Optional, Sequence
 
 from ._atomic import write_atomic
 from .callbacks import Callbacks, ConfigAction, Frag, Line, LineAction, LineStatus, LineType
@@ -42,6 +41,10 @@ from .states import Event, State, next_state
 from .transport import https
 from .transport.tls import BUILD_TIME, TlsPolicy, check_client_credentials
 from .transport import tls as _tls
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: typing stays unloaded at run time (footprint)
+    from typing import Optional, Sequence
 
 
 def tls_now() -> float:

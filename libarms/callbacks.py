@@ -20,13 +20,16 @@ application never sees 1024-byte buffers or ``next`` flags on the way out.
 
 from __future__ import annotations
 
-import dataclasses
 import enum
-from typing import Optional, Sequence, Union
 
+from ._record import Record, field
 from .states import State
 
-Result = Union[str, bytes]
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: typing stays unloaded at run time (footprint)
+    from typing import Optional, Sequence
+
+Result = str | bytes
 
 
 class LineType(enum.IntEnum):
@@ -61,8 +64,7 @@ class LineStatus(enum.IntEnum):
     NOTAVAILABLE = 5
 
 
-@dataclasses.dataclass(frozen=True)
-class Line:
+class Line(Record):
     """One line (uplink) the agent may ask the device to bring up.
 
     Only the fields of ``type`` are meaningful: ``pppoe_id``/``pppoe_pass`` for PPPoE,
@@ -73,7 +75,7 @@ class Line:
     type: LineType
     ifindex: int = 0
     pppoe_id: str = ""
-    pppoe_pass: str = dataclasses.field(default="", repr=False)
+    pppoe_pass: str = field(default="", repr=False)
     telno: str = ""
     cid: int = 0
     apn: str = ""
@@ -107,14 +109,12 @@ class ConfigKind(enum.IntEnum):
     BACKUP = 3
 
 
-@dataclasses.dataclass(frozen=True)
-class PingResult:
+class PingResult(Record):
     success: int
     failure: int
 
 
-@dataclasses.dataclass(frozen=True)
-class TraceHop:
+class TraceHop(Record):
     hop: int
     addr: str
 

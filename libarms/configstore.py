@@ -11,7 +11,10 @@ from __future__ import annotations
 import os
 import re
 import threading
-from typing import Optional
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: typing stays unloaded at run time (footprint)
+    from typing import Optional
 
 KINDS = ("candidate", "running", "backup")
 _NAME = re.compile(r"\A(\d{1,10})\.cfg\Z")

@@ -36,12 +36,15 @@ import logging
 import socket
 import threading
 import time
-from dataclasses import dataclass
-from typing import Callable, Iterable
 
+from libarms._record import Record, field
 from libarms.errors import ArmsError, ConfigError
 from libarms.protocol import heartbeat as _proto
 from libarms.protocol.heartbeat import DistributionId, PacketBuilder
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: typing stays unloaded at run time (footprint)
+    from typing import Callable, Iterable
 
 try:
     from libarms._core import ffi as _ffi, lib as _lib
@@ -61,17 +64,15 @@ MAX_PASSPHRASE = 1024
 DEFAULT_LEAD = 0.1
 
 
-@dataclass(frozen=True)
-class HbServer:
+class HbServer(Record):
     """One ``heartbeat-info`` entry: numeric host, UDP port and HMAC passphrase."""
 
     host: str
     port: int
-    passphrase: str
+    passphrase: str = field(repr=False)
 
 
-@dataclass(frozen=True)
-class HeartbeatStats:
+class HeartbeatStats(Record):
     rounds: int = 0            #: deadlines reached
     sent: int = 0              #: datagrams handed to the kernel
     errors: int = 0            #: failed sends and unusable (non-numeric) servers, per round

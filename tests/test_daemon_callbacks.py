@@ -1,6 +1,5 @@
 """armsd's callbacks call the documented hooks with the documented arguments (§5.4)."""
 
-import dataclasses
 import os
 
 import pytest
@@ -8,6 +7,7 @@ from conftest_daemon import DISTID, RecordingHeartbeat, hooks  # noqa: F401
 
 from libarms import (AppExecError, ConfigAction, ConfigKind, Err, Frag, Line, LineAction,
                      LineStatus, LineType, ModSyncRequired, State)
+from libarms._record import replace
 from libarms.daemon.app import ArmsdCallbacks, HookError, as_text
 from libarms.daemon.config import parse_config
 from libarms.daemon.hooks import HookRunner
@@ -21,7 +21,7 @@ def make(tmp_path, scripts=None, **extra):
                                                      (scripts or {}).items())
     text += "".join(f"{k.replace('_', '-')}: {v}\n" for k, v in extra.items())
     cfg = parse_config(text)
-    cfg = dataclasses.replace(cfg, path_work_dir=str(tmp_path / "work"))
+    cfg = replace(cfg, path_work_dir=str(tmp_path / "work"))
     store = ModuleStore(cfg.path_work_dir)
     store.prepare()
     return ArmsdCallbacks(cfg, HookRunner(DISTID, cfg.timeout, 0.5), store)

@@ -306,6 +306,20 @@ def test_binary_results_are_one_continuous_base64_string_over_several_pieces():
     assert a.modules == (P.ModuleResult(9, 100, data, True),)
 
 
+def test_module_list_and_check_transaction_answers_are_one_piece_like_libarms():
+    # libarms 5.33 writes these answers whole (one chunk ending in ";trail" on the tunnel), as
+    # seen from the real client; md-command, by contrast, is head / output / close (vector 14)
+    pieces = P.build_read_module_list_response([P.ModuleInfo(1, "1.0", "a"), P.ModuleInfo(2, "2", "b")])
+    assert len(pieces) == 1
+    assert pieces[0].startswith(b'<arms-message><arms-response type="read-module-list">')
+    assert b'<module id="1" version="1.0">a</module><module id="2" version="2">b</module>' in pieces[0]
+    assert pieces[0].endswith(b"</read-module-list-response></arms-response></arms-message>")
+    pieces = P.build_check_transaction_response([7, 8])
+    assert len(pieces) == 1
+    assert b"<transaction-id>7</transaction-id><transaction-id>8</transaction-id>" in pieces[0]
+    assert len(P.build_md_command_response(100, 1, "out")) == 3
+
+
 def test_other_sync_responses_read_back():
     a = P.read_push_answer(P.join(P.build_read_module_list_response(
         [P.ModuleInfo(1, "1.0.4", "http://example.net/fw/mod1"), P.ModuleInfo(2, "2.0", "a<b")])))

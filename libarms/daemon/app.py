@@ -41,7 +41,6 @@ from __future__ import annotations
 import ipaddress
 import logging
 import re
-from typing import Optional
 
 from ..callbacks import (Callbacks, ConfigAction, ConfigKind, Frag, Line, LineAction, LineStatus,
                          LineType, PingResult, TraceHop)
@@ -51,6 +50,10 @@ from .config import DaemonConfig
 from .hooks import HookResult, HookRunner, Redactor
 from .modules import MAX_CONFIG_SIZE, ModuleStore
 from .stats import DummyStats, LinuxStats, apply_hook_output
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: typing stays unloaded at run time (footprint)
+    from typing import Optional
 
 log = logging.getLogger("libarms.daemon")
 

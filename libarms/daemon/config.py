@@ -12,13 +12,17 @@ Every key, ours included, is explained in ``libarms/daemon/data/armsd.conf.sampl
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
-from typing import Optional
 
+from .. import _record
+from .._record import Record, field
 from ..callbacks import Line, LineType
 from ..errors import ConfigError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: typing stays unloaded at run time (footprint)
+    from typing import Optional
 
 MAX_FILE_SIZE = 256 * 1024
 MAX_LINE = 1000
@@ -41,20 +45,19 @@ _LINE_WORDS = {
 }
 
 
-@dataclasses.dataclass(frozen=True)
-class DaemonConfig:
+class DaemonConfig(Record):
     """The parsed config file. Field names are the keys with ``-`` turned into ``_``."""
 
     distribution_id: str = ""
-    ls_sa_key: str = dataclasses.field(default="", repr=False)
+    ls_sa_key: str = field(default="", repr=False)
     path_root_ca: Optional[str] = None
     path_iconfig: Optional[str] = None
     path_state_cache: str = "/var/lib/armsd/state"
     path_pid: str = "/run/armsd.pid"
     path_work_dir: str = "/var/lib/armsd"              # ours (armsd: -b or /tmp/armsd.<pid>)
-    https_proxy_url: Optional[str] = dataclasses.field(default=None, repr=False)
-    https_proxy_url_ls: Optional[str] = dataclasses.field(default=None, repr=False)
-    https_proxy_url_rs: Optional[str] = dataclasses.field(default=None, repr=False)
+    https_proxy_url: Optional[str] = field(default=None, repr=False)
+    https_proxy_url_ls: Optional[str] = field(default=None, repr=False)
+    https_proxy_url_rs: Optional[str] = field(default=None, repr=False)
     app_event_interval: float = 300.0
     timeout: float = 30.0
     timeout_kill: float = 5.0                                   # ours
@@ -66,7 +69,7 @@ class DaemonConfig:
     push_port: int = 0                                          # ours (armsd: -p)
     ls_lines: tuple = (Line(LineType.DHCP, 0), Line(LineType.RA, 0))   # ours (armsd: built in)
     log_level: str = "info"                                     # ours
-    scripts: dict = dataclasses.field(default_factory=dict)     # key -> absolute path
+    scripts: dict = field(default_factory=dict)                 # key -> absolute path
     source: str = ""
     warnings: tuple = ()
 
@@ -247,7 +250,7 @@ def load_config(path: str, distribution_id: Optional[str] = None) -> DaemonConfi
         raise ConfigError(f"config file {path} is not UTF-8 text (byte {e.start})") from None
     cfg = parse_config(text, source=path, base_dir=os.path.dirname(os.path.abspath(path)))
     if distribution_id:
-        cfg = dataclasses.replace(cfg, distribution_id=normalize_distribution_id(distribution_id))
+        cfg = _record.replace(cfg, distribution_id=normalize_distribution_id(distribution_id))
     if not cfg.distribution_id:
         raise ConfigError(f"{path}: no distribution-id (set it in the file or give -i)")
     return cfg

@@ -22,7 +22,6 @@ Secrets given as arguments (PPPoE passwords) are replaced by ``***`` in every lo
 
 from __future__ import annotations
 
-import dataclasses
 import errno
 import logging
 import os
@@ -31,7 +30,12 @@ import signal
 import subprocess
 import threading
 import time
-from typing import Iterable, Optional, Sequence
+
+from .._record import Record
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: typing stays unloaded at run time (footprint)
+    from typing import Iterable, Optional, Sequence
 
 log = logging.getLogger("libarms.daemon.hooks")
 
@@ -40,8 +44,7 @@ STDERR_LIMIT = 1000
 _READ = 4096
 
 
-@dataclasses.dataclass(frozen=True)
-class HookResult:
+class HookResult(Record):
     key: str
     status: str                    # "ok", "failed", "timeout", "error"
     returncode: Optional[int]

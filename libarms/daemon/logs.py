@@ -12,9 +12,12 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from typing import Optional
 
 from .hooks import Redactor
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: typing stays unloaded at run time (footprint)
+    from typing import Optional
 
 
 class ArmsdFormatter(logging.Formatter):

@@ -26,16 +26,14 @@ and the running config kept; ``distribution-id`` and paths need a restart).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 import os
 import signal
 import sys
 import threading
 import time
-from typing import Optional
 
-from .. import LIBARMS_COMPAT_VERSION, __version__
+from .. import LIBARMS_COMPAT_VERSION, __version__, _record
 from ..errors import ArmsError, ConfigError, Err
 from ..states import State
 from .app import ArmsdCallbacks, StateTracker
@@ -44,6 +42,10 @@ from .hooks import HookRunner, Redactor
 from .logs import set_level, setup_logging
 from .modules import ModuleStore
 from .statefile import PidFile, StateCache
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: typing stays unloaded at run time (footprint)
+    from typing import Optional
 
 log = logging.getLogger("libarms.daemon")
 
@@ -174,7 +176,7 @@ class Armsd:
             changes["path_state_cache"] = os.path.abspath(a.state_file)
         if a.verbose or a.d:
             changes["log_level"] = "debug"
-        return dataclasses.replace(cfg, **changes) if changes else cfg
+        return _record.replace(cfg, **changes) if changes else cfg
 
     # -- signals -----------------------------------------------------------------------------
 
@@ -222,7 +224,7 @@ class Armsd:
             if getattr(new, field) != getattr(self.cfg, field):
                 log.warning("%s changed in the config file: takes effect after a restart",
                             field.replace("_", "-"))
-                new = dataclasses.replace(new, **{field: getattr(self.cfg, field)})
+                new = _record.replace(new, **{field: getattr(self.cfg, field)})
         self.redact.add(*new.secrets())
         self.cfg = new
         self.callbacks.cfg = new

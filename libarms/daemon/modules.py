@@ -23,9 +23,12 @@ import json
 import logging
 import os
 import threading
-from typing import Optional
 
 from .statefile import atomic_write, fsync_dir, remove_stale_temporaries
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: typing stays unloaded at run time (footprint)
+    from typing import Optional
 
 log = logging.getLogger("libarms.daemon.modules")
 

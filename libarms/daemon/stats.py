@@ -23,7 +23,10 @@ from __future__ import annotations
 import logging
 import os
 import time
-from typing import Callable, Optional, Sequence
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: typing stays unloaded at run time (footprint)
+    from typing import Callable, Optional, Sequence
 
 log = logging.getLogger("libarms.daemon.stats")
 

@@ -1,7 +1,8 @@
 """The ARMS protocol, sans-I/O: XML messages, result codes, HTTP framing, local config texts.
 
 Nothing here opens a socket. Builders return bytes; parsers take bytes and return frozen
-dataclasses or raise :class:`~libarms.errors.ProtocolError` (with a message a person can act on).
+records (:mod:`libarms._record`) or raise :class:`~libarms.errors.ProtocolError` (with a message
+a person can act on).
 """
 
 from .distid import DistributionId

@@ -30,8 +30,8 @@ from __future__ import annotations
 
 import enum
 import re
-from dataclasses import dataclass
 
+from libarms._record import Record
 from libarms.errors import ProtocolError
 
 __all__ = [
@@ -61,8 +61,7 @@ class ChunkKind(enum.Enum):
     END = "end"
 
 
-@dataclass(frozen=True)
-class Chunk:
+class Chunk(Record):
     """One decoded chunk. ``id`` is 0 when the header has no ``id=``; END chunks carry no data."""
 
     kind: ChunkKind
@@ -71,8 +70,7 @@ class Chunk:
     data: bytes
 
 
-@dataclass(frozen=True)
-class _Header:
+class _Header(Record):
     size: int
     id: int
     trail: bool

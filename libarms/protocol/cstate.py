@@ -13,13 +13,16 @@ inside their arrays. Anything else (size, version, digest) is a ProtocolError.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import struct
-from typing import Optional
 
+from .._record import Record, field
 from ..callbacks import Line, LineType
 from ..errors import ProtocolError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: typing stays unloaded at run time (footprint)
+    from typing import Optional
 
 VERSION = 2
 LINE_RECORD = 464          # int type + 460-byte union
@@ -34,15 +37,14 @@ _LAYOUTS = {
 }
 
 
-@dataclasses.dataclass(frozen=True)
-class CState:
+class CState(Record):
     rs_endpoint: str
     rs_retry_max: int
     rs_retry_interval: int
     ll_timeout: int
     lines: tuple[Line, ...]
     last_line: int
-    rs_key: str = dataclasses.field(repr=False)
+    rs_key: str = field(repr=False)
     rs_urls: tuple[str, ...]
     rs_certs: tuple[Optional[str], ...]
     current_rs: int

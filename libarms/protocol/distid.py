@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import dataclasses
 import re
 import struct
 
+from .._record import Record
 from ..errors import ConfigError
 
 _TEXT_RE = re.compile(r"[0-9A-Fa-f]{1,4}(?:-[0-9A-Fa-f]{1,4}){7}\Z")
 
 
-@dataclasses.dataclass(frozen=True)
-class DistributionId:
+class DistributionId(Record):
     """``version`` u16, ``vendor_code`` u32, ``sa_type`` u16, ``sa_code`` u64.
 
     ``str(d)`` is the wire text: eight groups of four upper-case hex digits (39 characters).

@@ -7,13 +7,16 @@ left for the per-message parsers.
 
 from __future__ import annotations
 
-import dataclasses
 import xml.etree.ElementTree as ET
-from typing import Optional
 
+from .._record import Record, field
 from ..errors import ProtocolError
 from .results import result_text
 from .xmlutil import MAX_DOCUMENT, child, element, escape, int_of, parse_document, text_of
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: typing stays unloaded at run time (footprint)
+    from typing import Optional
 
 #: XML declaration servers put in front of their answers (vector tunnel/02, LF-terminated).
 SERVER_DECLARATION = b'<?xml version="1.0" encoding="US-ASCII" ?>\n'
@@ -54,8 +57,7 @@ def build_response(type_: str, result_code: int, body: str = "", *, transaction_
     return declaration + element("arms-message", inner).encode("ascii")
 
 
-@dataclasses.dataclass(frozen=True)
-class Message:
+class Message(Record):
     """One parsed ARMS message.
 
     ``kind`` is "request" or "response"; ``type`` the ``type`` attribute ("" when absent);
@@ -71,8 +73,8 @@ class Message:
     transaction_result: Optional[int] = None
     result_code: Optional[int] = None
     result_url: Optional[str] = None
-    body: Optional[ET.Element] = dataclasses.field(default=None, compare=False, repr=False)
-    root: Optional[ET.Element] = dataclasses.field(default=None, compare=False, repr=False)
+    body: Optional[ET.Element] = field(default=None, compare=False, repr=False)
+    root: Optional[ET.Element] = field(default=None, compare=False, repr=False)
 
     def body_named(self, name: str) -> Optional[ET.Element]:
         """The child of the envelope called ``name`` (the device only reads data from the

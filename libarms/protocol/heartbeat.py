@@ -21,9 +21,8 @@ import hashlib
 import hmac
 import re
 import struct
-from dataclasses import dataclass
-from typing import Union
 
+from libarms._record import Record
 from libarms.errors import ArmsError, Err, ProtocolError
 
 __all__ = [
@@ -55,8 +54,7 @@ class ItemType(enum.IntEnum):
 _DIST_RE = re.compile(r"^[0-9A-Fa-f]{4}(-[0-9A-Fa-f]{4}){7}$")
 
 
-@dataclass(frozen=True)
-class DistributionId:
+class DistributionId(Record):
     """The 128-bit distribution id: ``VVVV-VVVV-VVVV-TTTT-CCCC-CCCC-CCCC-CCCC`` in text."""
 
     version: int
@@ -83,14 +81,12 @@ class DistributionId:
         return "-".join(h[i:i + 4] for i in range(0, 32, 4))
 
 
-@dataclass(frozen=True)
-class CpuUsage:
+class CpuUsage(Record):
     index: int
     utilization: int
 
 
-@dataclass(frozen=True)
-class CpuDetailUsage:
+class CpuDetailUsage(Record):
     index: int
     idle: int
     interrupt: int
@@ -99,22 +95,19 @@ class CpuDetailUsage:
     other: int
 
 
-@dataclass(frozen=True)
-class MemUsage:
+class MemUsage(Record):
     index: int
     used: int
     available: int
 
 
-@dataclass(frozen=True)
-class DiskUsage:
+class DiskUsage(Record):
     index: int
     used: int
     available: int
 
 
-@dataclass(frozen=True)
-class TrafficCount:
+class TrafficCount(Record):
     ifindex: int
     in_octets: int
     out_octets: int
@@ -124,8 +117,7 @@ class TrafficCount:
     out_errors: int
 
 
-@dataclass(frozen=True)
-class TrafficRate:
+class TrafficRate(Record):
     ifindex: int
     in_octets: int
     out_octets: int
@@ -135,8 +127,7 @@ class TrafficRate:
     out_errors: int
 
 
-@dataclass(frozen=True)
-class RadioWave:
+class RadioWave(Record):
     ifindex: int
     status: int
     max: int
@@ -144,18 +135,17 @@ class RadioWave:
     avg: int
 
 
-@dataclass(frozen=True)
-class UnknownItem:
+class UnknownItem(Record):
     """A TLV of a type this receiver does not know: kept, not interpreted."""
 
     type: int
     value: bytes
 
 
-Item = Union[CpuUsage, CpuDetailUsage, MemUsage, DiskUsage, TrafficCount, TrafficRate,
-             RadioWave, UnknownItem]
+Item = (CpuUsage | CpuDetailUsage | MemUsage | DiskUsage | TrafficCount | TrafficRate |
+        RadioWave | UnknownItem)
 
-# type -> (value struct, dataclass)
+# type -> (value struct, record class)
 _LAYOUT: dict[int, tuple[struct.Struct, type]] = {
     ItemType.CPU_USAGE: (struct.Struct(">HB"), CpuUsage),
     ItemType.CPU_DETAIL: (struct.Struct(">H5B"), CpuDetailUsage),
@@ -169,8 +159,7 @@ _TYPE_OF = {cls: t for t, (_, cls) in _LAYOUT.items()}
 _TL = struct.Struct(">HH")
 
 
-@dataclass(frozen=True)
-class HeartbeatPacket:
+class HeartbeatPacket(Record):
     digest: bytes
     distribution_id: DistributionId
     items: tuple[Item, ...]

@@ -14,12 +14,15 @@
 from __future__ import annotations
 
 import base64
-import dataclasses
 import ipaddress
 import re
-from typing import Iterable, Optional
 
+from .._record import Record
 from ..errors import ProtocolError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: typing stays unloaded at run time (footprint)
+    from typing import Iterable, Optional
 
 MAX_HEADER_LINE = 1024
 MAX_HEADERS = 64
@@ -28,8 +31,7 @@ MAX_BODY = 1024 * 1024
 _END_TAG = b"</arms-message>"
 
 
-@dataclasses.dataclass(frozen=True)
-class Url:
+class Url(Record):
     scheme: str          # "https" or "http", lower case
     host: str            # numeric address, without brackets
     port: int
@@ -125,8 +127,7 @@ def build_response(body: bytes, status: int = 200, reason: str = "OK") -> bytes:
             "\r\n").encode("ascii") + body
 
 
-@dataclasses.dataclass(frozen=True)
-class HttpResponse:
+class HttpResponse(Record):
     version: str
     status: int
     reason: str

@@ -15,33 +15,34 @@
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Optional
 
+from .._record import Record, field
 from ..errors import ConfigError
 from .http import parse_url
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: typing stays unloaded at run time (footprint)
+    from typing import Optional
 
 MAX_URLS = 4
 MAX_LINE = 256
 
 
-@dataclasses.dataclass(frozen=True)
-class MobileAccount:
+class MobileAccount(Record):
     telno: str
     cid: int
     apn: str
     pdp: str
     account: str
-    password: str = dataclasses.field(repr=False)
+    password: str = field(repr=False)
 
 
-@dataclasses.dataclass(frozen=True)
-class InitialConfig:
+class InitialConfig(Record):
     ls_urls: tuple[str, ...]
     retry_interval: int = 3
     retry_max: int = 3
-    pppoe: Optional[tuple[str, str]] = dataclasses.field(default=None, repr=False)
-    pppoe_ipv6: Optional[tuple[str, str]] = dataclasses.field(default=None, repr=False)
+    pppoe: Optional[tuple[str, str]] = field(default=None, repr=False)
+    pppoe_ipv6: Optional[tuple[str, str]] = field(default=None, repr=False)
     mobile: Optional[MobileAccount] = None
 
     def to_text(self) -> str:

@@ -10,12 +10,15 @@ anything the device could not use) and :func:`build_location_config` (for server
 
 from __future__ import annotations
 
-import dataclasses
 import re
-from typing import Iterable, Optional
 
+from .._record import Record
 from ..callbacks import Line, LineType
 from ..errors import ProtocolError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: typing stays unloaded at run time (footprint)
+    from typing import Iterable, Optional
 
 #: 5.33 copies the text into a 2048-byte buffer: longer texts are refused here.
 MAX_TEXT = 2047
@@ -37,8 +40,7 @@ _KEYS = {"ifindex", "account", "password", "telno", "cid", "apn", "pdp-type", "i
 _SPLIT = re.compile(r"[ ;]+")
 
 
-@dataclasses.dataclass(frozen=True)
-class LocationConfig:
+class LocationConfig(Record):
     """What one location-config text holds: lines (in order) and the RS CA PEM (or None)."""
 
     lines: tuple[Line, ...] = ()

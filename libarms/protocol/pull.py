@@ -3,23 +3,26 @@
 ``spec/arms-wire.md`` §3.5.1-3.5.2. Device side: ``build_*_request`` and ``parse_*_response``.
 Server side (the test server): ``parse_*_request`` and ``build_*_response``. All sans-I/O.
 
-The response parsers return frozen dataclasses. A document the device cannot use raises
-:class:`~libarms.errors.ProtocolError` (libarms: try the next URL); :class:`FatalAnswer`, a
-subclass, marks a well-formed answer that libarms treats as "stop: reboot" (too many entries,
-an empty location config).
+The response parsers return frozen records (:mod:`libarms._record`). A document the device
+cannot use raises :class:`~libarms.errors.ProtocolError` (libarms: try the next URL);
+:class:`FatalAnswer`, a subclass, marks a well-formed answer that libarms treats as "stop:
+reboot" (too many entries, an empty location config).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import dataclasses
-from typing import Iterable, Optional, Sequence
 
+from .._record import Record, field
 from ..errors import ProtocolError
 from .envelope import SERVER_DECLARATION, Message, build_request, build_response, parse_request, parse_response
 from .location import LocationConfig, parse_location_config
 from .xmlutil import child, children, element, escape, int_of, text_of
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: typing stays unloaded at run time (footprint)
+    from typing import Iterable, Optional, Sequence
 
 PROTOCOL_VERSION = "4.0"
 TRIGGER_POWER_ON = "power on boot"
@@ -56,8 +59,7 @@ def build_config_solicitation_request(distribution_id: str, *, description: str 
 
 # -- device side: responses --------------------------------------------------------------------
 
-@dataclasses.dataclass(frozen=True)
-class RsInfo:
+class RsInfo(Record):
     """One RS from the LS: its URL and its location config (raw text and parsed)."""
 
     url: str
@@ -65,11 +67,10 @@ class RsInfo:
     location: LocationConfig = LocationConfig()
 
 
-@dataclasses.dataclass(frozen=True)
-class RsSolicitationResponse:
+class RsSolicitationResponse(Record):
     result_code: Optional[int]
     description: Optional[str] = None
-    rs_preshared_key: str = dataclasses.field(default="", repr=False)
+    rs_preshared_key: str = field(default="", repr=False)
     ll_timeout: int = 0
     rs_retry_max: int = 0
     rs_retry_interval: int = 0
@@ -127,39 +128,35 @@ def parse_rs_solicitation_response(data: bytes) -> RsSolicitationResponse:
                                   tuple(infos))
 
 
-@dataclasses.dataclass(frozen=True)
-class Module:
+class Module(Record):
     id: int
     version: str = ""
     info: str = ""
 
 
-@dataclasses.dataclass(frozen=True)
-class ModuleConfig:
+class ModuleConfig(Record):
     """One ``md-config`` of the RS answer, base64 already decoded."""
 
     id: int
-    data: bytes = dataclasses.field(repr=False)
+    data: bytes = field(repr=False)
     content_type: str = ""
     commit_order: str = ""
     encoding: str = ""
 
 
-@dataclasses.dataclass(frozen=True)
-class HeartbeatInfo:
+class HeartbeatInfo(Record):
     host: str
     port: int
-    passphrase: str = dataclasses.field(repr=False)
+    passphrase: str = field(repr=False)
     interval: int = 0
     algorithms: tuple[str, ...] = ()
 
 
-@dataclasses.dataclass(frozen=True)
-class ConfigSolicitationResponse:
+class ConfigSolicitationResponse(Record):
     result_code: Optional[int]
     description: Optional[str] = None
     sa_certificate: Optional[str] = None
-    sa_private_key: Optional[str] = dataclasses.field(default=None, repr=False)
+    sa_private_key: Optional[str] = field(default=None, repr=False)
     push_port: int = 0
     push_timeout: int = 0
     heartbeat: tuple[HeartbeatInfo, ...] = ()
@@ -262,8 +259,7 @@ def parse_config_solicitation_response(data: bytes) -> ConfigSolicitationRespons
 
 # -- server side -------------------------------------------------------------------------------
 
-@dataclasses.dataclass(frozen=True)
-class SolicitationRequest:
+class SolicitationRequest(Record):
     """A pull request as a server sees it."""
 
     type: str

@@ -31,17 +31,20 @@ from __future__ import annotations
 
 import base64
 import binascii
-import dataclasses
 import enum
 import ipaddress
 import re
-from typing import Iterable, Optional, Sequence, Union
 from xml.etree.ElementTree import Element
 
+from .._record import Record, field
 from ..errors import ProtocolError
 from .xmlutil import parse_document
 
-Result = Union[str, bytes]
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: typing stays unloaded at run time (footprint)
+    from typing import Iterable, Optional, Sequence, Union
+
+Result = str | bytes
 
 #: Default upper bound for one ARMS message we parse (a configure may carry big configs).
 MAX_MESSAGE = 16 * 1024 * 1024
@@ -388,8 +391,7 @@ def build_dump_debug_response(result: int, output: Optional[Result] = None) -> l
     return _md_result_response("dump-debug", result, 0, output)
 
 
-@dataclasses.dataclass(frozen=True)
-class ModuleInfo:
+class ModuleInfo(Record):
     """One module of the module list (``module`` element)."""
 
     id: int
@@ -401,13 +403,14 @@ class ModuleInfo:
 def build_read_module_list_response(modules: Sequence[ModuleInfo]) -> list[bytes]:
     """read-module-list response (W 4.10): id signed decimal, version and text escaped."""
     body = [_tag("module", m.info, [("id", int(m.id)), ("version", m.version)]) for m in modules]
-    return build_sync_response("read-module-list", 100, body)
+    # libarms writes the whole answer in one piece (one chunk on the tunnel), unlike md-command
+    return [join(build_sync_response("read-module-list", 100, body))]
 
 
 def build_check_transaction_response(transaction_ids: Sequence[int]) -> list[bytes]:
     """check-transaction response (W 4.11): one ``transaction-id`` per live transaction."""
     body = [b"<transaction-id>%d</transaction-id>" % t for t in transaction_ids]
-    return build_sync_response("check-transaction", 100, body)
+    return [join(build_sync_response("check-transaction", 100, body))]     # one piece, as libarms
 
 
 # -- parsing XML ------------------------------------------------------------------------------
@@ -457,8 +460,7 @@ def _payload(el: Element) -> bytes:
 
 # -- generic envelope (both sides) ------------------------------------------------------------
 
-@dataclasses.dataclass(frozen=True)
-class Message:
+class Message(Record):
     """One ARMS message, envelope fields decoded (W 3.2). ``body`` is the body element."""
 
     kind: str                       # "request" or "response"
@@ -469,7 +471,7 @@ class Message:
     result_code: Optional[int] = None
     description: Optional[str] = None
     result_url: Optional[str] = None
-    body: Optional[Element] = dataclasses.field(default=None, compare=False, repr=False)
+    body: Optional[Element] = field(default=None, compare=False, repr=False)
 
     @property
     def method(self) -> Optional[str]:
@@ -506,8 +508,7 @@ class TooManyEntries(ProtocolError):
     """A server answer holds more list entries than the device accepts (it then reboots)."""
 
 
-@dataclasses.dataclass(frozen=True)
-class MethodQueryAnswer:
+class MethodQueryAnswer(Record):
     result_code: int
     methods: tuple[str, ...] = ()
     tunnel_urls: tuple[str, ...] = ()
@@ -548,8 +549,7 @@ def parse_method_query_response(data: bytes, limit: int = 65536) -> MethodQueryA
     return MethodQueryAnswer(msg.result_code, tuple(methods), tuple(urls), echo)
 
 
-@dataclasses.dataclass(frozen=True)
-class ConfirmationStartAnswer:
+class ConfirmationStartAnswer(Record):
     result_code: int
     transaction_id: Optional[int]
 
@@ -561,8 +561,7 @@ def parse_confirmation_start_response(data: bytes, limit: int = 65536) -> Confir
     return ConfirmationStartAnswer(msg.result_code, tid)
 
 
-@dataclasses.dataclass(frozen=True)
-class DoneAnswer:
+class DoneAnswer(Record):
     type: str
     result_code: int
     transaction_id: Optional[int]
@@ -592,67 +591,57 @@ def transaction_id_of(data: bytes) -> Optional[int]:
 
 # -- device side: parsing push requests --------------------------------------------------------
 
-@dataclasses.dataclass(frozen=True)
-class ModuleConfig:
+class ModuleConfig(Record):
     id: int
     data: bytes
     commit_order: Optional[int] = None
 
 
-@dataclasses.dataclass(frozen=True)
-class ConfigureParams:
+class ConfigureParams(Record):
     modules: tuple[ModuleInfo, ...]
     configs: tuple[ModuleConfig, ...]
 
 
-@dataclasses.dataclass(frozen=True)
-class StatusRequest:
+class StatusRequest(Record):
     id: int
     data: bytes = b""
 
 
-@dataclasses.dataclass(frozen=True)
-class StatusParams:
+class StatusParams(Record):
     requests: tuple[StatusRequest, ...]
 
 
-@dataclasses.dataclass(frozen=True)
-class ReadStorageParams:
+class ReadStorageParams(Record):
     storage: int            # ConfigKind value: 1 candidate, 2 running, 3 backup
 
 
-@dataclasses.dataclass(frozen=True)
-class PingParams:
+class PingParams(Record):
     address: str
     count: int = 0
     size: int = 0
 
 
-@dataclasses.dataclass(frozen=True)
-class TracerouteParams:
+class TracerouteParams(Record):
     address: str
     count: int
     max_hop: int = 0
 
 
-@dataclasses.dataclass(frozen=True)
-class MdCommandParams:
+class MdCommandParams(Record):
     module_id: int
     command: bytes
     binary: bool = False
 
 
-@dataclasses.dataclass(frozen=True)
-class PullConfigParams:
+class PullConfigParams(Record):
     ls: bool                # True: the next pull starts at the LS
 
 
-Params = Union[ConfigureParams, StatusParams, ReadStorageParams, PingParams, TracerouteParams,
-               MdCommandParams, PullConfigParams, None]
+Params = (ConfigureParams | StatusParams | ReadStorageParams | PingParams | TracerouteParams |
+          MdCommandParams | PullConfigParams | None)
 
 
-@dataclasses.dataclass(frozen=True)
-class PushRequest:
+class PushRequest(Record):
     """A push request as the device understood it.
 
     ``result`` is 100 when the request can be executed, else the code to answer with.
@@ -850,8 +839,7 @@ _PARAM_PARSERS = {
 
 # -- URLs (W 2.1) -------------------------------------------------------------------------------
 
-@dataclasses.dataclass(frozen=True)
-class Url:
+class Url(Record):
     scheme: str
     host: str            # without brackets
     port: int
@@ -1006,8 +994,7 @@ def build_done_response(method: str, result: int, transaction_id: Optional[int])
 
 # -- server side: reading device answers ---------------------------------------------------------
 
-@dataclasses.dataclass(frozen=True)
-class ModuleResult:
+class ModuleResult(Record):
     """One per-module result the device reported (md-result, status-report, md-config)."""
 
     id: int
@@ -1016,8 +1003,7 @@ class ModuleResult:
     binary: bool = False
 
 
-@dataclasses.dataclass(frozen=True)
-class PushAnswer:
+class PushAnswer(Record):
     """What a device message says about a push: its start/sync response or its done request."""
 
     method: Optional[str]

@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
-from typing import Iterable, Optional
 
 import defusedxml
 import defusedxml.ElementTree as DET
 
 from ..errors import ProtocolError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: typing stays unloaded at run time (footprint)
+    from typing import Iterable, Optional
 
 #: Default size limit for one ARMS document received from a server.
 MAX_DOCUMENT = 1024 * 1024

@@ -8,7 +8,9 @@ the same documents. Other components add tables with :meth:`Database.execute_scr
 
 Location document (what the LS answers, per device)::
 
-    {"rs_key": str, "rs_urls": [str] | null (null: this server's RS), "lines": [line],
+    {"rs_key": str, "rs_urls": [str] | null (null: this server's RS),
+     "lines": [line] | null (null: one line of the first RS URL's family: DHCP for IPv4, RA for
+              IPv6; a device skips RS URLs its line cannot reach),
      "ll_timeout": 30, "rs_retry_max": 1, "rs_retry_interval": 2, "lifetime": 0,
      "result": null | int (force a result code)}
     line = {"type": "dhcp"|"pppoe"|"pppoe-ipv6"|"mobile"|"static"|"ra", "ifindex": 0,
@@ -20,7 +22,9 @@ Service document (what the RS answers)::
                   "config_b64": str | null}],
      "heartbeat": [{"host": str, "port": int, "passphrase": str, "interval": int}] | null
                    (null: the server's default, see TestServer.default_heartbeat; []: none),
-     "rs_pull_urls": [str] | null, "push_addresses": [str], "push_port": 10443,
+     "rs_pull_urls": [str] | null,
+     "push_addresses": [str] | null (null: this server's address as the device reached it),
+     "push_port": 10443,
      "push_timeout": 60, "result": null | int}
 """
 
@@ -69,11 +73,11 @@ CREATE TABLE IF NOT EXISTS request_log (
 CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
-LOCATION_DEFAULTS = {"rs_key": None, "rs_urls": None, "lines": [{"type": "dhcp", "ifindex": 0}],
+LOCATION_DEFAULTS = {"rs_key": None, "rs_urls": None, "lines": None,
                      "ll_timeout": 30, "rs_retry_max": 1, "rs_retry_interval": 2, "lifetime": 0,
                      "result": None}
 SERVICE_DEFAULTS = {"modules": [], "heartbeat": None, "rs_pull_urls": None,
-                    "push_addresses": ["127.0.0.1"], "push_port": 10443, "push_timeout": 60,
+                    "push_addresses": None, "push_port": 10443, "push_timeout": 60,
                     "result": None}
 
 

@@ -34,7 +34,6 @@ or as a test-server component: ``server.add_component(HeartbeatReceiver(port=160
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import os
@@ -44,6 +43,7 @@ import threading
 import time
 from typing import Callable, Iterable, Optional, Union
 
+from libarms._record import asdict
 from libarms.errors import ProtocolError
 from libarms.protocol import heartbeat as hbp
 
@@ -94,7 +94,7 @@ Lookup = Callable[[str], Union[str, Iterable[str], None]]
 
 def item_to_dict(item) -> dict:
     """``{"kind": ..., "index": ..., <fields>}`` for one decoded item (JSON-ready)."""
-    d = dataclasses.asdict(item)
+    d = asdict(item)
     if isinstance(item, hbp.UnknownItem):
         return {"kind": "unknown", "index": item.type, "type": item.type,
                 "value": item.value.hex()}

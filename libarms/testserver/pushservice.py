@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
 import logging
 import os
@@ -111,7 +112,8 @@ class PushService:
         await self.proxy.start()
         self.store = RequestStore(os.path.join(self.state_dir, "push-requests.db"))
         self.rest = RestApi(self.proxy, self.store, self.token, host=self.host, port=self.rest_port,
-                            push_timeout=self.push_timeout, connect_timeout=self.connect_timeout)
+                            push_timeout=self.push_timeout, connect_timeout=self.connect_timeout,
+                            on_done=self._pushed)
         await self.rest.start()
         info = {"rest_url": self.rest.url, "token": self.token, "proxy_url": self.proxy.url,
                 "tunnel_url": self.proxy.tunnel_url}
@@ -165,6 +167,42 @@ class PushService:
         self.legacy_tls = bool(getattr(server, "legacy_tls", False))
         for t in ["push-method-query", "push-confirmation-start"] + [f"{m}-done" for m in P.PUSH_METHODS]:
             server.add_message_handler(t, self._handle)
+
+    def _pushed(self, device: str, method: str, params: dict, result_code: int) -> None:
+        """A configure the device committed (done result 100, or 303: committed, reboot
+        follows) becomes its service config, so that its next config-solicitation (after a
+        pull-config, a reboot, a restart) gets the pushed modules and configs back, as from
+        SACM, instead of the old ones overwriting them (PULL_STORE_CONFIG). Modules of the
+        new list without an ``md-config`` in the push keep the config they had."""
+        if method != "configure" or result_code not in (100, 303):
+            return
+        db = getattr(self.server, "db", None)
+        if db is None or db.device(device) is None:
+            return
+        old = {int(m["id"]): m for m in db.service(device)["modules"]}
+        configs = {int(c["id"]): c for c in params.get("configs", [])}
+        modules = []
+        for m in params.get("modules", []):
+            mid = int(m["id"])
+            doc = {"id": mid, "version": str(m.get("version", "")), "info": str(m.get("info", ""))}
+            c = configs.get(mid)
+            if c is None:
+                prev = old.get(mid, {})
+                for k in ("config", "config_b64"):
+                    if prev.get(k) is not None:
+                        doc[k] = prev[k]
+            elif c.get("base64"):
+                doc["config_b64"] = c.get("data", "")
+            else:
+                data = c.get("data", "")
+                if data.isascii():
+                    doc["config"] = data
+                else:
+                    doc["config_b64"] = base64.b64encode(data.encode("utf-8")).decode("ascii")
+            modules.append(doc)
+        db.set_service(device, modules=modules)
+        log.info("configure %d of %s kept as its service config (%d module(s))",
+                 result_code, device, len(modules))
 
     def _handle(self, req, msg) -> bytes:
         body = req.body if req.body is not None else b""

@@ -222,8 +222,12 @@ class RestApi:
     """The REST API on the proxy's asyncio loop."""
 
     def __init__(self, proxy: PushProxy, store: RequestStore, token: str, *, host: str = "127.0.0.1",
-                 port: int = 0, push_timeout: float = 60.0, connect_timeout: float = 30.0):
+                 port: int = 0, push_timeout: float = 60.0, connect_timeout: float = 30.0,
+                 on_done: Optional[Callable[[str, str, dict, int], None]] = None):
         self.proxy = proxy
+        #: ``on_done(device, method, params, result_code)`` after a push got its result (the
+        #: test server keeps a successful configure as the device's service config).
+        self.on_done = on_done
         self.store = store
         self.token = token
         self.host = host
@@ -397,15 +401,21 @@ class RestApi:
             raise HttpError(400, f"bad parameters for {method}: {e}") from None
         rid = self.store.create(user, device, method, doc)
         self._finished[rid] = asyncio.Event()
-        t = asyncio.create_task(self._run(rid, device, method, xml))
+        t = asyncio.create_task(self._run(rid, device, method, xml, params))
         self._tasks.add(t)
         t.add_done_callback(self._tasks.discard)
         return {"id": rid, "status": "pending"}
 
-    async def _run(self, rid: int, device: str, method: str, xml: bytes) -> None:
+    async def _run(self, rid: int, device: str, method: str, xml: bytes,
+                   params: Optional[dict] = None) -> None:
         try:
             out = await self.proxy.push(device, method, xml, timeout=self.push_timeout,
                                         connect_timeout=self.connect_timeout)
+            if self.on_done is not None:
+                try:
+                    self.on_done(device, method, params or {}, out.result_code)
+                except Exception:
+                    log.exception("push request %d: keeping its outcome failed", rid)
             self.store.finish(rid, out.result_code, outcome_json(out))
         except PushFailed as e:
             self.store.fail(rid, str(e))

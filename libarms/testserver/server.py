@@ -67,6 +67,7 @@ from ..protocol import (HeartbeatInfo, Message, Module, ModuleConfig, build_conf
                         build_http_response, build_location_config, build_response,
                         build_rs_solicitation_response, parse_request)
 from ..protocol.envelope import SERVER_DECLARATION
+from ..protocol.http import parse_url
 from ..protocol.location import BLOCKS
 from .db import Database
 from .pki import Pki
@@ -190,6 +191,25 @@ class _TlsServer(ThreadingHTTPServer):
                 tls.close()
             except OSError:
                 pass
+
+
+# The address family a stage-2 line reaches (spec W 2.1): a device skips every RS URL of the
+# other family, so a location whose lines cannot reach its RS never gets past the LS.
+LINE_FAMILY = {"dhcp": 4, "pppoe": 4, "mobile": 4, "ra": 6, "pppoe-ipv6": 6}     # static: any
+
+
+def url_family(url: str) -> Optional[int]:
+    try:
+        return parse_url(url).family
+    except ValueError:
+        return None
+
+
+def default_lines(rs_url: str) -> list[dict]:
+    """The stage-2 line of a location that names none: DHCP for an IPv4 RS, RA for an IPv6
+    RS (a real libarms 5.33 client refuses an IPv6 RS over a DHCP line: "address family
+    mismatched")."""
+    return [{"type": "ra" if url_family(rs_url) == 6 else "dhcp", "ifindex": 0}]
 
 
 def line_from_doc(d: dict) -> Line:
@@ -509,7 +529,13 @@ class TestServer:
         if loc["result"]:
             return build_rs_solicitation_response(int(loc["result"]))
         urls = loc["rs_urls"] or [self.rs_url]
-        lines = [line_from_doc(d) for d in loc["lines"]]
+        docs = loc["lines"] if loc["lines"] is not None else default_lines(urls[0])
+        fam = url_family(urls[0])
+        if fam and docs and all(LINE_FAMILY.get(d.get("type", "dhcp"), fam) != fam for d in docs):
+            log.warning("ls: no stage-2 line of %s reaches its RS %s (IPv%d): the device will "
+                        "skip it; set a line of that family (arms-testserver set-location --line)",
+                        req.user, urls[0], fam)
+        lines = [line_from_doc(d) for d in docs]
         ca = self.pki.ca_pem
         infos = [(u, build_location_config(lines if i == 0 else [], ca)) for i, u in enumerate(urls)]
         return build_rs_solicitation_response(
@@ -533,6 +559,13 @@ class TestServer:
             entries = self.default_heartbeat(distribution_id.upper())
         return list(entries or [])
 
+    def _local_address(self, req: Request) -> str:
+        """This server's address as the device reached it (the push source it announces)."""
+        try:
+            return req.handler.connection.getsockname()[0].split("%")[0]
+        except (OSError, AttributeError, IndexError):
+            return self.host
+
     def _handle_config_solicitation(self, req: Request, msg: Message) -> bytes:
         svc = self.db.service(req.user)
         if svc["result"]:
@@ -552,7 +585,8 @@ class TestServer:
         return build_config_solicitation_response(
             100, sa_certificate=cert, sa_private_key=key, push_port=svc["push_port"],
             push_timeout=svc["push_timeout"], heartbeat=hbs,
-            rs_push_server_addresses=svc["push_addresses"],
+            rs_push_server_addresses=(svc["push_addresses"] if svc["push_addresses"] is not None
+                                      else [self._local_address(req)]),
             rs_pull_server_urls=svc["rs_pull_urls"] or [self.rs_url], modules=modules,
             configs=configs)
 

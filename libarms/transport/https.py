@@ -13,11 +13,14 @@ import logging
 import socket
 import ssl
 import time
-from typing import Callable, Optional
 
 from ..errors import ProtocolError
 from ..protocol.http import HttpResponse, ResponseParser, Url, parse_url
 from .tls import TlsPolicy, client_context, verify_peer
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: typing stays unloaded at run time (footprint)
+    from typing import Callable, Optional
 
 log = logging.getLogger("libarms.https")
 

@@ -19,14 +19,18 @@
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import ipaddress
 import logging
 import os
 import ssl
 import time
-from typing import Callable, Optional
+
+from .._record import Record, field
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: typing stays unloaded at run time (footprint)
+    from typing import Callable, Optional
 
 log = logging.getLogger("libarms.tls")
 
@@ -49,14 +53,13 @@ class TlsVerifyError(ssl.SSLError):
     """The server's certificate was refused after the handshake (name, CN rule, dates)."""
 
 
-@dataclasses.dataclass(frozen=True)
-class TlsPolicy:
+class TlsPolicy(Record):
     """How to verify one kind of server. ``role`` is "LS" or "RS" (RS, proxies, tunnels)."""
 
     role: str
     ca_pem: str
     client_cert_pem: Optional[str] = None
-    client_key_pem: Optional[str] = dataclasses.field(default=None, repr=False)
+    client_key_pem: Optional[str] = field(default=None, repr=False)
     time_floor: float = BUILD_TIME
 
     def floor(self) -> float:
