@@ -31,7 +31,6 @@ Loop-ending outcomes: ``Err.EREBOOT`` (reboot push, module sync, 503/5xx), ``Err
 from __future__ import annotations
 
 import collections
-import dataclasses
 import logging
 import os
 import select
@@ -40,8 +39,8 @@ import socket
 import ssl
 import threading
 import time
-from typing import Any, Callable, Optional, Sequence
 
+from ._record import Record, field
 from .callbacks import Callbacks, ConfigAction, ConfigKind, Frag
 from .configstore import ConfigStore
 from .errors import AppExecError, ArmsError, ConfigError, Err, ModSyncRequired, ProtocolError
@@ -51,6 +50,10 @@ from .transport import pushtls
 from .transport.simple import (SimpleRequestParser, build_form_a, build_form_b, build_sa_error,
                                build_sa_response, close_tls, exchange)
 from .transport.tunnel import ChunkKind, MessageAssembler, TunnelClosed, TunnelConnection
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: typing stays unloaded at run time (footprint)
+    from typing import Any, Callable, Optional, Sequence
 
 try:  # heartbeat sender of the C core, once built
     from .heartbeat import HeartbeatSender  # type: ignore
@@ -95,8 +98,7 @@ MIN_APP_EVENT_INTERVAL, MAX_APP_EVENT_INTERVAL, DEFAULT_APP_EVENT_INTERVAL = 0.1
 NET_ERRORS = (ProtocolError, OSError, ssl.SSLError, EOFError)
 
 
-@dataclasses.dataclass
-class PushContext:
+class PushContext(Record, frozen=False):
     """Everything the push phase needs from the pull, plus what the method query learns."""
 
     distribution_id: str
@@ -110,7 +112,7 @@ class PushContext:
     rs_url: Optional[str] = None             # RS that answered the pull (first done target)
     rs_retry_max: int = 0
     rs_retry_interval: float = 0.0
-    modules: list = dataclasses.field(default_factory=list)   # list[P.ModuleInfo]
+    modules: list = field(default_factory=list)   # list[P.ModuleInfo]
     heartbeat_servers: Sequence[Any] = ()
     heartbeat_interval: int = 0
     https_proxy: Optional[str] = None
@@ -137,7 +139,7 @@ class PushContext:
     configure_reconnect_wait: float = 1.0    # W 5.5: tunnel rebuilt 1 s after configure-start
     max_message: int = P.MAX_MESSAGE
     listen_host: Optional[str] = None        # default: wildcard of the SA address family
-    _running: Any = dataclasses.field(default=None, repr=False, compare=False)
+    _running: Any = field(default=None, repr=False, compare=False)
     time_floor: float = 0.0                  # latest trusted time (see transport.tls)
     state: State = State.PULLDONE
     set_state: Optional[Callable[[State], None]] = None
@@ -452,8 +454,7 @@ class CallbackRunner:
 
 # -- the operations ----------------------------------------------------------------------------
 
-@dataclasses.dataclass
-class Answer:
+class Answer(Record, frozen=False):
     """What the device answers to one push request, and what follows."""
 
     pieces: list
@@ -463,16 +464,14 @@ class Answer:
     transaction: Optional["Transaction"] = None
 
 
-@dataclasses.dataclass
-class DoneReport:
+class DoneReport(Record, frozen=False):
     method: str
     transaction_id: int
     result: int
     body: list
 
 
-@dataclasses.dataclass
-class Transaction:
+class Transaction(Record, frozen=False):
     id: int
     method: str
     link: str

@@ -38,9 +38,8 @@ FORBIDDEN = [
     "encodings.idna", "unicodedata", "stringprep",  # getaddrinfo/SNI with a str host name
     "asyncio", "concurrent", "contextvars",         # push phase on threads: asyncio ~3.4-5 MiB
     "queue",                                        # the callback runner has its own deque
-    # To add once libarms/push.py and its transports run without asyncio and dataclasses (the
-    # rest of the device path is checked in tests/test_lean_record.py):
-    # "dataclasses", "inspect", "ast", "dis", "typing".
+    "dataclasses", "inspect", "ast", "dis",          # records are libarms._record (~1.5 MiB)
+    "typing",                                       # annotations only (TYPE_CHECKING)
 ]
 
 WRAPPER = (

@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import os
 import ssl
-from typing import Optional
 
 from ..errors import ConfigError
 from .tls import BUILD_TIME, TlsPolicy, client_context as _policy_context, load_cert_chain_pem
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: typing stays unloaded at run time (footprint)
+    from typing import Optional
 
 _NO_CHECK_TIME = 0x200000
 

@@ -14,15 +14,18 @@ from __future__ import annotations
 
 import base64
 import binascii
-import dataclasses
 import re
 import socket
 import ssl
 import time
-from typing import Iterable, Optional, Sequence
 
+from .._record import Record
 from ..errors import ProtocolError
 from ..protocol.push import Url
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: typing stays unloaded at run time (footprint)
+    from typing import Iterable, Optional, Sequence
 
 XML_DECL = b'<?xml version="1.0" encoding="US-ASCII" ?>\r'
 MAX_HEADER_LINE = 1024
@@ -78,8 +81,7 @@ def build_sa_error(status: int, chunked: bool = False) -> bytes:
             b"Content-Type: text/xml\r\n" + te + b"\r\n" + XML_DECL)
 
 
-@dataclasses.dataclass(frozen=True)
-class SimpleRequest:
+class SimpleRequest(Record):
     """Outcome of reading one request on the listener."""
 
     status: int                  # 200: body holds the ARMS message; 202: bad request line;
@@ -179,8 +181,7 @@ class SimpleRequestParser:
 
 # -- reading a server's HTTP answer (W 2.4) --------------------------------------------------------
 
-@dataclasses.dataclass(frozen=True)
-class HttpAnswer:
+class HttpAnswer(Record):
     status: int
     body: bytes
 

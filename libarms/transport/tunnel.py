@@ -22,10 +22,13 @@ import socket
 import ssl
 import threading
 import time
-from typing import Optional, Sequence
 
 from ..errors import ProtocolError
 from ..protocol.push import Url
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: typing stays unloaded at run time (footprint)
+    from typing import Optional, Sequence
 
 try:  # the C-backed codec when built, else the pure-Python reference (same API)
     from ..chunkcodec import (ChunkDecoder, ChunkKind, Chunk, encode_chunk,  # type: ignore
