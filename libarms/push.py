@@ -345,18 +345,18 @@ class RoundEnd:
                 return
             self.result = result
             self.cv.notify_all()
-        try:
-            os.write(self._w, b"x")
-        except OSError:
-            pass
+            if self._w >= 0:              # under cv: close() cannot free it meanwhile
+                try:
+                    os.write(self._w, b"x")
+                except OSError:
+                    pass
 
     def close(self) -> None:
-        for fd in (self._r, self._w):
-            try:
+        with self.cv:
+            fds, self._r, self._w = (self._r, self._w), -1, -1
+        for fd in fds:
+            if fd >= 0:
                 os.close(fd)
-            except OSError:
-                pass
-        self._r = self._w = -1
 
 
 class CallbackTimeout(Exception):
@@ -1010,7 +1010,6 @@ class EventLoop:
         self.dispatcher = Dispatcher(ctx, self.runner, self.ls)
         self._wd_gen = 0
         self._closing = False
-        self._ended: list[RoundEnd] = []
         # the loop's thread waits in poll(): on this pipe (stop requests), the round's pipe
         # and, in the main thread, the signal wake-up pipe (see _signal_wakeup)
         self._stop_r, self._stop_w = os.pipe()
@@ -1132,8 +1131,6 @@ class EventLoop:
                 self.cv.notify_all()
             self.ls.stop_heartbeat()
             self.runner.close()
-            for end in self._ended:
-                end.close()
             self._signal_wakeup_off()
             with self.cv:
                 w, self._stop_w = self._stop_w, -1
@@ -1191,8 +1188,10 @@ class EventLoop:
             self.ctx.fire(Event.LOOP_END)
             if th.is_alive():
                 log.debug("push round thread still busy (connecting): left to end on its own")
-            else:
-                self._ended.append(end)       # its wake-up pipe is closed with the loop
+            # its threads were woken (the pipe is readable); one still to come back finds its
+            # round over, and a wake_fd of -1 counts as woken (a loop runs for months: no fd
+            # may be left behind per round)
+            end.close()
 
     def _app_events(self, end: RoundEnd) -> None:
         """The loop's thread during a round: the app-event timer, else just the wait."""
@@ -1828,7 +1827,9 @@ class SimpleRound:
         client = ctx.client_ssl()
         for u in urls:
             _spawn(self._confirm_start, "libarms-confirm-start", u, body, client)
-        wake = self.ls.round_end.wake_fd if getattr(_tl, "end", None) is None else _tl.end.wake_fd
+        wake = _tl.end.wake_fd
+        if wake < 0 or self.ls.stopping:
+            return Err.ETIMEOUT
         poller = select.poll()
         by_fd = {}
         for s in self.listeners:

@@ -90,3 +90,34 @@ def test_a_long_callback_does_not_hold_up_the_tunnel_echo(make_proxy, make_devic
     assert slow.result(30).response.modules[0].data == b"late"
     assert proxy.confirmations() == 1            # one tunnel all along: never rebuilt
     assert not dev.done.is_set()
+
+
+class AppEventReconfirms(RecordingCallbacks):
+    """app_event asks for ``n`` re-confirmations, one per call, then nothing."""
+
+    def __init__(self, n: int):
+        super().__init__()
+        self.left = n
+
+    def app_event(self):
+        with self.lock:
+            if self.left:
+                self.left -= 1
+                return Err.EPUSH
+        return 0
+
+
+def test_rounds_after_rounds_leave_no_descriptor_behind(make_proxy, make_device):
+    import os
+    from libarms.states import State
+    proxy = make_proxy(methods=("https-tunnel",), echo_interval=5)
+    cb = AppEventReconfirms(8)
+    make_device(proxy, cb, app_event_interval=0.1).start()
+    wait_for(lambda: cb.states[-1:] == [(State.PUSH_SENDREADY, State.PUSH_WAIT)], 10, "push wait")
+    first = len(os.listdir("/proc/self/fd"))
+    waits = lambda: sum(1 for _, new in cb.states if new == State.PUSH_WAIT)   # noqa: E731
+    wait_for(lambda: cb.left == 0 and waits() == 9, 30, "eight re-confirmations")
+    proxy.wait_reachable()
+    # each round had a wake-up pipe and a tunnel: both gone with it (a little slack for the
+    # proxy's own connections, far below the 16 of eight leaked pipes)
+    assert len(os.listdir("/proc/self/fd")) <= first + 4

@@ -114,6 +114,8 @@ def _wait(fd: int, events: int, timeout: float, wake: Optional[int]) -> bool:
     p = select.poll()
     p.register(fd, events)
     if wake is not None:
+        if wake < 0:                  # the owner's wake-up pipe is gone: it gave up long ago
+            return False
         p.register(wake, select.POLLIN)
     ready = p.poll(max(0, int(timeout * 1000) + 1))
     for rfd, ev in ready:
