@@ -755,6 +755,7 @@ class LoopState:
         #: probably cut the device off its servers)
         self.rollback_armed = False
         self.hb = None
+        self._hb_lock = threading.Lock()     # heartbeat start (push threads) against stop
         self.round_end: Optional[RoundEnd] = None
         self.tunnels_up: dict[int, bool] = {}
         self.method = ""
@@ -800,7 +801,9 @@ class LoopState:
         self.rollback_armed = False          # the new config reaches the servers: keep it
         self.ctx.fire(Event.CONFIRMED)
         self.retry_inf = True
-        self.start_heartbeat()               # on every entry into push wait; no-op if running
+        with self._hb_lock:                  # the round may end meanwhile: then no heartbeat
+            if not self.stopping:
+                self.start_heartbeat()       # on every entry into push wait; no-op if running
 
     def start_heartbeat(self) -> None:
         if self.hb is not None or HeartbeatSender is None or not self.ctx.heartbeat_servers:
@@ -839,12 +842,13 @@ class LoopState:
                 log.exception("heartbeat pause/resume failed")
 
     def stop_heartbeat(self) -> None:
-        if self.hb is not None:
+        with self._hb_lock:
+            hb, self.hb = self.hb, None
+        if hb is not None:
             try:
-                self.hb.stop()
+                hb.stop()
             except Exception:
                 log.exception("heartbeat stop failed")
-            self.hb = None
             self.ctx.event(LOG_HB_STOP, "heartbeat stopped")
 
     def debug_text(self) -> str:
