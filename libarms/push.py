@@ -605,13 +605,15 @@ class Dispatcher:
         if m in ("read-status", "clear-status"):
             name = "get_status" if m == "read-status" else "clear_status"
             body: list = []
+            whole = m == "clear-status"          # one piece per report, as libarms writes it
             for r in params.requests:
                 try:
                     out = self._call(name, r.id, r.data)
-                    body += P.status_report_pieces(r.id, 100, out if out is not None else "")
+                    body += P.status_report_pieces(r.id, 100, out if out is not None else "",
+                                                   whole)
                 except Exception as e:
                     self._callback_failed(name, e)
-                    body += P.status_report_pieces(r.id, P.Rc.SA_FAILURE, "")
+                    body += P.status_report_pieces(r.id, P.Rc.SA_FAILURE, "", whole)
             return DoneReport(m, tr.id, 100, body)
         if m == "read-storage":
             body = []
