@@ -19,7 +19,7 @@ import pytest
 
 pytest.importorskip("libarms.testserver.pushservice", reason="needs the push service merged")
 
-from conftest_daemon import DISTID, write_conf  # noqa: E402
+from conftest_daemon import DISTID, closed_port, write_conf  # noqa: E402
 
 from libarms.testserver.heartbeat import HeartbeatReceiver  # noqa: E402
 from libarms.testserver.pushservice import PushService  # noqa: E402
@@ -38,19 +38,17 @@ FORBIDDEN = [
     "logging.handlers",                             # only with -l FILE or --syslog
     "shutil", "bz2", "lzma", "tempfile",            # argparse width, SA credentials via memfd
     "encodings.idna", "unicodedata", "stringprep",  # getaddrinfo/SNI with a str host name
+    "asyncio", "concurrent", "contextvars",         # push phase on threads: asyncio ~3.4-5 MiB
+    "queue",                                        # the callback runner has its own deque
+    "dataclasses", "inspect", "ast", "dis",          # records are libarms._record (~1.5 MiB)
+    "typing",                                       # annotations only (TYPE_CHECKING)
     "argparse", "getopt", "gettext", "locale",      # armsd's options: table + own parser
     "json",                                         # state blob, module list: libarms._lines
     "ipaddress",                                    # numeric address checks: libarms._inet
     "hashlib", "hmac", "_hashlib",                  # heartbeats keyed in C; state blob CRC-32
     "subprocess",                                   # imported by the first hook (none here)
-    # To add once libarms/push.py and its transports run without asyncio and dataclasses (the
-    # rest of the device path is checked in tests/test_lean_record.py):
-    # "dataclasses", "inspect", "ast", "dis", "typing".
+    "random",                                       # push jitter from os.urandom; hb-dummy only
 ]
-
-#: Modules asyncio itself imports (base_events: subprocess, which imports locale): forbidden
-#: once the push phase runs without asyncio (room noasync), which makes this condition always true.
-FORBIDDEN_WITHOUT_ASYNCIO = {"subprocess", "locale"}
 
 WRAPPER = (
     "import atexit, os, runpy, sys\n"
@@ -61,12 +59,13 @@ WRAPPER = (
 )
 
 
-@pytest.fixture
-def server(tmp_path):
+@pytest.fixture(params=["https-tunnel", "https-simple"])
+def server(tmp_path, request):
     sd = str(tmp_path / "server")
     srv = ArmsTestServer(sd).start()
+    srv.push_method = request.param
     try:
-        srv.add_component(PushService(sd, token="imports", methods=("https-tunnel",)))
+        srv.add_component(PushService(sd, token="imports", methods=(request.param,)))
         rx = HeartbeatReceiver()
         srv.add_component(rx)
         srv.add_device(DISTID, LS_KEY, service={
@@ -97,7 +96,8 @@ def steady_state_modules(tmp_path, server) -> set:
                       path_state_cache=str(tmp_path / "state"), hb_traffic_if0="lo")
     out = tmp_path / "modules.txt"
     env = device_like_env(dict(os.environ, ARMSD_MODULES_OUT=str(out)))
-    proc = subprocess.Popen([sys.executable, "-S", "-c", WRAPPER, "-f", conf],
+    extra = ["-p", str(closed_port())] if server.push_method == "https-simple" else []
+    proc = subprocess.Popen([sys.executable, "-S", "-c", WRAPPER, "-f", conf] + extra,
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True, env=env)
     lines, steady = [], threading.Event()
@@ -113,7 +113,11 @@ def steady_state_modules(tmp_path, server) -> set:
     try:
         assert steady.wait(60), "armsd did not reach PUSH_WAIT:\n" + "".join(lines[-30:])
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(30) == 0, "".join(lines[-30:])
+        try:
+            rc = proc.wait(30)
+        except subprocess.TimeoutExpired:
+            rc = "no exit within 30 s of SIGTERM"
+        assert rc == 0, "".join(lines[-30:])
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -123,10 +127,9 @@ def steady_state_modules(tmp_path, server) -> set:
 
 
 def test_armsd_in_push_wait_holds_no_heavy_or_test_only_modules(tmp_path, server):
+    """Both push methods: the tunnel worker and the https-simple listener."""
     mods = steady_state_modules(tmp_path, server)
     # the dump is real: the push phase and the C core are there
-    assert {"libarms.push", "libarms.heartbeat", "libarms._core", "asyncio", "ssl"} <= mods
-    forbidden = [f for f in FORBIDDEN
-                 if "asyncio" not in mods or f not in FORBIDDEN_WITHOUT_ASYNCIO]
-    held = sorted(m for m in mods if any(m == f or m.startswith(f + ".") for f in forbidden))
+    assert {"libarms.push", "libarms.heartbeat", "libarms._core", "ssl"} <= mods
+    held = sorted(m for m in mods if any(m == f or m.startswith(f + ".") for f in FORBIDDEN))
     assert held == [], "armsd holds at steady state: " + json.dumps(held)

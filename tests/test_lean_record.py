@@ -299,14 +299,16 @@ def test_records_work_in_pattern_matching():
 
 # -- why it exists ---------------------------------------------------------------------------------
 
-#: What armsd imports, except the push phase (libarms/push.py and its transports, which the
-#: noasync room rewrites without asyncio: asyncio itself loads typing and inspect).
+#: What armsd imports, the push phase included (on threads, without asyncio: asyncio itself
+#: loads typing and inspect).
 DEVICE_MODULES = [
     "libarms.daemon.main", "libarms.daemon.app", "libarms.agent", "libarms.heartbeat",
     "libarms.context", "libarms.callbacks", "libarms.configstore", "libarms.chunkcodec",
     "libarms.protocol", "libarms.protocol.push", "libarms.protocol.chunks",
     "libarms.protocol.heartbeat", "libarms.protocol.cstate", "libarms.protocol.initial_config",
     "libarms.transport.tls", "libarms.transport.https",
+    "libarms.push", "libarms.transport.tunnel", "libarms.transport.simple",
+    "libarms.transport.pushtls",
 ]
 
 

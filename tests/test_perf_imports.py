@@ -1,8 +1,9 @@
-"""The pull side and the daemon import none of the stdlib modules trimmed for the footprint
-budget (issue 5): typing (annotations only), json, ipaddress, hashlib/hmac, argparse/getopt
-(with gettext and locale), subprocess (first hook), random, queue. Checked by importing them in a fresh ``python -S`` (no
-site set-up: on a device nothing else runs before armsd), so that a stray top-level import fails
-here even while the push phase (asyncio) still pulls some of them in."""
+"""The device modules (daemon, pull and push sides) import none of the stdlib modules trimmed
+for the footprint budget (issue 5): typing (annotations only), json, ipaddress, hashlib/hmac,
+argparse/getopt (with gettext and locale), subprocess (first hook), random, queue, asyncio,
+dataclasses. Checked by importing them in a fresh ``python -S`` (no site set-up: on a device
+nothing else runs before armsd), so that a stray top-level import in any of them fails here
+whatever path armsd takes at run time."""
 
 import os
 import subprocess
@@ -13,17 +14,18 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-#: The modules a running armsd loads besides the push phase (libarms.push and the transports it
-#: alone uses: simple, tunnel, pushtls).
+#: The modules a running armsd loads.
 DEVICE_MODULES = [
     "libarms.daemon.main", "libarms.daemon.app", "libarms.daemon.config", "libarms.daemon.hooks",
     "libarms.daemon.logs", "libarms.daemon.modules", "libarms.daemon.statefile",
     "libarms.daemon.stats", "libarms.agent", "libarms.heartbeat", "libarms.chunkcodec",
     "libarms.configstore", "libarms.protocol.push", "libarms.protocol.cstate",
-    "libarms.transport.https", "libarms.transport.tls",
+    "libarms.transport.https", "libarms.transport.tls", "libarms.push",
+    "libarms.transport.simple", "libarms.transport.tunnel", "libarms.transport.pushtls",
 ]
 TRIMMED = ["typing", "json", "ipaddress", "hashlib", "hmac", "argparse", "getopt", "gettext",
-           "locale", "subprocess", "random", "queue", "shutil", "tempfile", "urllib", "ctypes"]
+           "locale", "subprocess", "random", "queue", "shutil", "tempfile", "urllib", "ctypes",
+           "asyncio", "dataclasses", "inspect"]
 
 
 def imported_by(modules) -> set:

@@ -320,6 +320,15 @@ def test_module_list_and_check_transaction_answers_are_one_piece_like_libarms():
     assert len(P.build_md_command_response(100, 1, "out")) == 3
 
 
+def test_clear_status_reports_are_one_piece_each_read_status_reports_are_cut_like_vector_17():
+    done = P.build_done_request("clear-status", DIST, DESC, 5, 100,
+                                P.status_report_pieces(1, 100, "cleared", whole=True)
+                                + P.status_report_pieces(2, 402, "", whole=True))
+    assert done[1:-1] == [b'<status-report id="1" result="100">cleared</status-report>',
+                          b'<status-report id="2" result="402"></status-report>']
+    assert len(P.status_report_pieces(1, 100, "x")) == 2     # open+value, close
+
+
 def test_other_sync_responses_read_back():
     a = P.read_push_answer(P.join(P.build_read_module_list_response(
         [P.ModuleInfo(1, "1.0.4", "http://example.net/fw/mod1"), P.ModuleInfo(2, "2.0", "a<b")])))

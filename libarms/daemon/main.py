@@ -259,8 +259,9 @@ def _option_value(opt, value: str):
 
 
 def _preload_push_phase() -> Optional[threading.Thread]:
-    """Import the push phase's modules (asyncio, ``libarms.push``: about a third of the launch
-    time) on a short-lived thread while the pull waits on the network. Joined before the push
+    """Import the push phase's modules (``libarms.push`` with the tunnel and https-simple
+    transports and the push protocol: a good part of the launch time) on a short-lived thread
+    while the pull waits on the network. Joined before the push
     method query; a failed import is left for the real import to report."""
     if "libarms.push" in sys.modules:
         return None

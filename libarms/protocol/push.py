@@ -276,8 +276,16 @@ def build_done_request(method: str, distribution_id: str, description: str,
 
 # device-side done bodies
 
-def status_report_pieces(module_id: int, result: int, value: Optional[Result]) -> list[bytes]:
-    """One ``status-report`` of a read-status / clear-status done request (W 4.3)."""
+def status_report_pieces(module_id: int, result: int, value: Optional[Result],
+                         whole: bool = False) -> list[bytes]:
+    """One ``status-report`` of a read-status / clear-status done request (W 4.3).
+
+    read-status writes the open tag with the first part of the value, the rest, then the close
+    (vector tunnel/17); ``whole`` gives the report in one piece, as libarms writes it for
+    clear-status (seen from the real 5.33 client).
+    """
+    if whole:
+        return [join(status_report_pieces(module_id, result, value))]
     if value is None:
         value = ""
     binary, segs = _result_segments(value)

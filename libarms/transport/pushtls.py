@@ -3,7 +3,7 @@
 * Client connections (method query, confirmation, done requests, tunnels) use
   ``tls.client_context`` with the RS policy: only the RS CA as anchor, the SA certificate as
   client certificate, chain and dates checked (against the time floor when the clock is
-  behind), TLS 1.2 or newer; :func:`~libarms.transport.simple.open_tls` runs
+  behind), TLS 1.2 or newer; :func:`~libarms.transport.simple.connect_tls` runs
   ``tls.verify_peer`` after the handshake.
 * The https-simple listener presents the SA certificate and asks for a client certificate
   (optional, like libarms) that must chain to the RS CA when presented.
@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import os
 import ssl
-from typing import Optional
 
 from ..errors import ConfigError
 from .tls import BUILD_TIME, TlsPolicy, client_context as _policy_context, load_cert_chain_pem
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: typing stays unloaded at run time (footprint)
+    from typing import Optional
 
 _NO_CHECK_TIME = 0x200000
 

@@ -1,7 +1,7 @@
 """HTTP of the push phase: the device's https-simple listener and its form-B client requests.
 
 Sans-I/O parts (``SimpleRequestParser``, ``ResponseReader``, the ``build_*`` functions) follow
-W 2.3-2.5 byte for byte; the small async helpers at the bottom do the I/O on asyncio streams.
+W 2.3-2.5 byte for byte; the small helpers at the bottom do the I/O on blocking sockets with deadlines.
 
 Listener rules (W 2.5): request line ``GET|POST <uri> HTTP/d.d`` (URI <= 80 characters, else an
 ARMS generic error 202 in a 200 answer), header lines <= 1024 bytes (else 400), Basic
@@ -12,16 +12,20 @@ credentials ``<distribution-id>:<RS-SA key>`` (else 401), a chunked body is answ
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
-import dataclasses
 import re
+import socket
 import ssl
-from typing import Iterable, Optional, Sequence
+import time
 
+from .._record import Record
 from ..errors import ProtocolError
 from ..protocol.push import Url
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: typing stays unloaded at run time (footprint)
+    from typing import Iterable, Optional, Sequence
 
 XML_DECL = b'<?xml version="1.0" encoding="US-ASCII" ?>\r'
 MAX_HEADER_LINE = 1024
@@ -77,8 +81,7 @@ def build_sa_error(status: int, chunked: bool = False) -> bytes:
             b"Content-Type: text/xml\r\n" + te + b"\r\n" + XML_DECL)
 
 
-@dataclasses.dataclass(frozen=True)
-class SimpleRequest:
+class SimpleRequest(Record):
     """Outcome of reading one request on the listener."""
 
     status: int                  # 200: body holds the ARMS message; 202: bad request line;
@@ -178,8 +181,7 @@ class SimpleRequestParser:
 
 # -- reading a server's HTTP answer (W 2.4) --------------------------------------------------------
 
-@dataclasses.dataclass(frozen=True)
-class HttpAnswer:
+class HttpAnswer(Record):
     status: int
     body: bytes
 
@@ -257,19 +259,98 @@ class ResponseReader:
         return HttpAnswer(self._status, bytes(self._body))
 
 
-# -- I/O helpers (asyncio) ----------------------------------------------------------------------------
+# -- I/O helpers (blocking sockets with deadlines) -------------------------------------------------
+
+def connect_tls(url: Url, ctx: Optional[ssl.SSLContext], timeout: float, *, policy=None,
+                proxy: Optional[str] = None, note=None) -> ssl.SSLSocket:
+    """TCP (through the HTTP CONNECT ``proxy`` when given, W 2.6) + TLS to a numeric URL, no
+    SNI, bounded by ``timeout``; the socket comes back blocking, with ``timeout`` set. With a
+    :class:`~libarms.transport.tls.TlsPolicy` (the agent's connections always have one) this is
+    :func:`libarms.transport.https.open_tls`: the peer is checked after the handshake
+    (``tls.verify_peer``) and ``ctx`` is the policy's cached context anyway."""
+    if policy is not None:
+        from .https import open_tls as _open
+        kw = {"note": note} if note is not None else {}
+        sock = _open(url, policy, proxy=proxy, timeout=timeout, **kw)
+    else:
+        if proxy:
+            raise ValueError("a proxy needs a TLS policy")
+        assert ctx is not None
+        host = url.host.encode("ascii") if url.host.isascii() else url.host
+        raw = socket.create_connection((host, url.port), timeout=timeout)
+        try:
+            sock = ctx.wrap_socket(raw, server_hostname=None)
+        except BaseException:
+            raw.close()
+            raise
+    sock.settimeout(timeout)
+    return sock
+
+
+def close_tls(sock: ssl.SSLSocket, wait: float = 2.0) -> None:
+    """Normal TLS close: close_notify, then the peer's awaited at most ``wait`` seconds (which
+    also drains what it still sends: closing on unread bytes would reset the connection and
+    could cut our last answer short). ``wait=0``: close_notify only, for a client that has
+    read the whole answer."""
+    try:
+        if wait > 0:
+            sock.settimeout(wait)
+        else:
+            sock.setblocking(False)
+        sock.unwrap()
+    except (OSError, ValueError):
+        pass
+    finally:
+        sock.close()
+
+
+def request(sock: ssl.SSLSocket, data: bytes, timeout: float, max_body: int = 1024 * 1024) -> HttpAnswer:
+    """Write ``data`` and read one answer on ``sock``, the whole exchange within ``timeout``."""
+    deadline = time.monotonic() + timeout
+    sock.settimeout(timeout)
+    sock.sendall(data)
+    rr = ResponseReader(max_body)
+    while not rr.done:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("timed out waiting for the server's answer")
+        sock.settimeout(left)
+        try:
+            chunk = sock.recv(65536)
+        except ssl.SSLZeroReturnError:
+            chunk = b""
+        if not chunk:
+            break
+        rr.feed(chunk)
+    return rr.answer()
+
+
+def exchange(url: Url, req: bytes, ctx: Optional[ssl.SSLContext], timeout: float = 30.0,
+             max_body: int = 1024 * 1024, **tls) -> HttpAnswer:
+    """Send one request on a new TLS connection and read the answer (30 s each, W 2.7).
+    ``tls``: ``policy``/``proxy``/``note`` for :func:`connect_tls`."""
+    sock = connect_tls(url, ctx, timeout, **tls)
+    try:
+        return request(sock, req, timeout, max_body)
+    finally:
+        close_tls(sock, 0)
+
+
+# -- asyncio client for the test server's proxy (never called on the device) -----------------------
 
 async def open_tls(url: Url, ctx: ssl.SSLContext, timeout: float, *, policy=None,
                    proxy: Optional[str] = None, note=None):
-    """TCP (through the HTTP CONNECT ``proxy`` when given, W 2.6) + TLS to a numeric URL, no
-    SNI, bounded by ``timeout``. With a :class:`~libarms.transport.tls.TlsPolicy` the peer is
-    checked after the handshake like every agent connection (``tls.verify_peer``)."""
+    """asyncio flavour of :func:`connect_tls` (streams), for ``libarms.testserver.proxy``;
+    asyncio is imported here only, so the device never loads it."""
+    import asyncio
+
     async def connect():
         if not proxy:
             # "" and not None: asyncio replaces None by the host (SNI, and the "idna" codec
             # loaded for good); "" sends no name, as libarms (arms-wire.md: SNI not sent).
             return await asyncio.open_connection(url.host, url.port, ssl=ctx, server_hostname="")
-        via = _parse_url(proxy)
+        from ..protocol.push import parse_url
+        via = parse_url(proxy)
         reader, writer = await asyncio.open_connection(via.host, via.port)
         target = f"[{url.host}]:{url.port}" if ":" in url.host else f"{url.host}:{url.port}"
         writer.write(f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n".encode("ascii"))
@@ -292,34 +373,3 @@ async def open_tls(url: Url, ctx: ssl.SSLContext, timeout: float, *, policy=None
             writer.transport.abort()
             raise
     return reader, writer
-
-
-def _parse_url(u: str) -> Url:
-    from ..protocol.push import parse_url
-    return parse_url(u)
-
-
-async def exchange(url: Url, request: bytes, ctx: ssl.SSLContext, timeout: float = 30.0,
-                   max_body: int = 1024 * 1024, **tls) -> HttpAnswer:
-    """Send one request on a new TLS connection and read the answer (30 s each, W 2.7).
-    ``tls``: ``policy``/``proxy``/``note`` for :func:`open_tls`."""
-    reader, writer = await open_tls(url, ctx, timeout, **tls)
-    try:
-        writer.write(request)
-        await asyncio.wait_for(writer.drain(), timeout)
-        rr = ResponseReader(max_body)
-
-        async def read_all():
-            while not rr.done:
-                data = await reader.read(65536)
-                if not data:
-                    break
-                rr.feed(data)
-        await asyncio.wait_for(read_all(), timeout)
-        return rr.answer()
-    finally:
-        writer.close()
-        try:
-            await asyncio.wait_for(writer.wait_closed(), 2)
-        except (OSError, asyncio.TimeoutError, ssl.SSLError):
-            pass
