@@ -266,21 +266,14 @@ def _preload_push_phase() -> Optional[threading.Thread]:
     if "libarms.push" in sys.modules:
         return None
 
-    # While this thread imports (pure CPU, holding the GIL), every blocking call of the pull
-    # (connect, TLS reads, fsync, log writes) waits for the GIL when it returns: up to the
-    # switch interval, 5 ms by default, which made the pull ~50 ms slower than the imports
-    # saved. A 0.5 ms interval while the thread runs keeps the overlap without that cost.
-    interval = sys.getswitchinterval()
-
     def work():
         try:
             import libarms.push  # noqa: F401
         except Exception as e:    # reported again, with its traceback, where it is needed
             log.debug("push modules not preloaded: %s", e)
-        finally:
-            sys.setswitchinterval(interval)
 
-    sys.setswitchinterval(min(interval, 0.0005))
+    # (A shorter GIL switch interval while this runs helped when the push phase imported
+    # asyncio; with the thread-based push phase it costs ~10 ms: measured, so not done.)
     th = threading.Thread(target=work, name="armsd-preload", daemon=True)
     th.start()
     return th
