@@ -222,6 +222,9 @@ def make_handler(collector: Collector):
             self.send_response(status)
             self.send_header("Content-Type", ctype)
             self.send_header("Content-Length", str(len(body)))
+            if self.close_connection:
+                # say so: a client would otherwise reuse the connection we are closing
+                self.send_header("Connection", "close")
             self.end_headers()
             self.wfile.write(body)
 
