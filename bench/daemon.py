@@ -4,7 +4,10 @@ Starts the test server in this process (LS, RS, push proxy with https-tunnel, he
 receiver) and armsd as a subprocess. Reports, from /proc:
 
 * launch -> PUSH_WAIT (ms): from ``Popen`` to armsd's log line entering PUSH_WAIT, and the CPU
-  time armsd used until then (``launch_cpu_ms``: less sensitive to the machine's load);
+  time armsd used until then (``launch_cpu_ms``: less sensitive to the machine's load): the
+  first boot (no state file: LS then RS), the headline figure;
+* restart -> PUSH_WAIT (``restart_median_ms``): armsd started again on the same directory
+  after a SIGTERM, its state file kept (the LS is skipped, as after a device reboot);
 * peak RSS (VmHWM) and steady RSS (VmRSS at the end of the window), KiB;
 * CPU % of one core over the window (utime + stime of all threads);
 * wake-ups per second: voluntary + involuntary context switches of all threads;
@@ -95,15 +98,19 @@ def hb_count(rx) -> int:
 
 
 def start_armsd(workdir: str, server: TestServer, python: str, cwd: str) -> tuple:
+    """Start armsd on ``workdir`` (its config written on the first start; a second start on
+    the same directory finds the state file the first one left: a restart) and wait for
+    PUSH_WAIT."""
     ic = os.path.join(workdir, "initial-config")
-    with open(ic, "w") as f:
-        f.write(server.initial_config(retry_interval=1, retry_max=1))
     conf = os.path.join(workdir, "armsd.conf")
-    with open(conf, "w") as f:
-        f.write(f"distribution-id: {DISTID}\nls-sa-key: {LS_KEY}\n"
-                f"path-root-ca: {server.ca_path}\npath-iconfig: {ic}\n"
-                f"path-work-dir: {workdir}/work\npath-state-cache: {workdir}/state\n"
-                "hb-traffic-if0: lo\n")
+    if not os.path.exists(conf):
+        with open(ic, "w") as f:
+            f.write(server.initial_config(retry_interval=1, retry_max=1))
+        with open(conf, "w") as f:
+            f.write(f"distribution-id: {DISTID}\nls-sa-key: {LS_KEY}\n"
+                    f"path-root-ca: {server.ca_path}\npath-iconfig: {ic}\n"
+                    f"path-work-dir: {workdir}/work\npath-state-cache: {workdir}/state\n"
+                    "hb-traffic-if0: lo\n")
     t0 = time.monotonic()
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
     proc = subprocess.Popen([python, "-m", "libarms.daemon.main", "-f", conf], cwd=cwd, env=env,
@@ -119,6 +126,8 @@ def start_armsd(workdir: str, server: TestServer, python: str, cwd: str) -> tupl
             now = (time.monotonic() - t0) * 1000.0
             if "armsd version" in line:
                 marks.setdefault("started", now)
+            if "the LS is skipped" in line:
+                marks.setdefault("restored", now)
             if "pull done" in line:
                 marks.setdefault("pulled", now)
             if "->" in line and "PUSH_WAIT" in line.split("->", 1)[1]:
@@ -178,8 +187,10 @@ def make_device_layout(dest: str, python: str) -> str:
 
 def measure(label: str, python: str, cwd: str, tmp: str, server, rx, runs: int,
             seconds: float) -> dict:
-    """``runs`` launches to PUSH_WAIT, then the last armsd stays ``seconds`` in PUSH_WAIT."""
-    launches, starts, pulls, cpus = [], [], [], []
+    """``runs`` first boots to PUSH_WAIT, each followed by a restart on the same directory
+    (the state file kept: the LS is skipped, as after a device reboot); the last armsd stays
+    ``seconds`` in PUSH_WAIT."""
+    launches, starts, pulls, cpus, restarts, restart_cpus = [], [], [], [], [], []
     for i in range(max(1, runs)):
         wd = os.path.join(tmp, f"{label}-run{i}")
         os.makedirs(wd)
@@ -191,6 +202,15 @@ def measure(label: str, python: str, cwd: str, tmp: str, server, rx, runs: int,
         print(f"{label} run {i}: launch -> PUSH_WAIT {ms:.1f} ms (interpreter + imports "
               f"{starts[-1]:.0f} ms, pull done at {pulls[-1]:.0f} ms, CPU used "
               f"{cpus[-1]:.0f} ms)", flush=True)
+        stop(proc)                            # SIGTERM: the state file is saved
+        proc, ms, marks = start_armsd(wd, server, python, cwd)
+        if "restored" not in marks:
+            stop(proc)
+            raise SystemExit(f"{label} run {i}: the restart did not restore the state file")
+        restarts.append(ms)
+        restart_cpus.append(marks["cpu_ms"])
+        print(f"{label} run {i}: restart -> PUSH_WAIT {ms:.1f} ms (LS skipped, CPU used "
+              f"{restart_cpus[-1]:.0f} ms)", flush=True)
         if i < runs - 1:
             stop(proc)
     # the last armsd stays for the steady-state window
@@ -216,13 +236,16 @@ def measure(label: str, python: str, cwd: str, tmp: str, server, rx, runs: int,
         "imports_ms": round(statistics.median(starts), 1),
         "pull_done_ms": round(statistics.median(pulls), 1),
         "launch_cpu_ms": round(statistics.median(cpus), 1),
+        "restart_median_ms": round(statistics.median(restarts), 1),
+        "restart_cpu_ms": round(statistics.median(restart_cpus), 1),
     }
 
 
 def summary(label: str, python: str, r: dict) -> None:
     print(f"{label}: {python}")
     print(f"  launch -> PUSH_WAIT median {r['median_ms']} ms, p99 {r['p99_ms']} ms "
-          f"({r['runs']} runs, CPU {r['launch_cpu_ms']} ms); RSS peak "
+          f"({r['runs']} runs, CPU {r['launch_cpu_ms']} ms); restart (state kept, LS skipped) "
+          f"median {r['restart_median_ms']} ms (CPU {r['restart_cpu_ms']} ms); RSS peak "
           f"{r['rss_peak_kib'] / 1024:.1f} MiB, steady {r['rss_steady_kib'] / 1024:.1f} MiB, "
           f"{r['threads']} threads; CPU {r['cpu_pct']:.3f} % of a core, "
           f"{r['wakeups_per_s']:.1f} wake-ups/s, {r['heartbeats']} heartbeats in "
@@ -270,6 +293,7 @@ def main() -> int:
               "dev_python": sys.executable, "dev_rss_steady_kib": ed["rss_steady_kib"],
               "dev_rss_peak_kib": ed["rss_peak_kib"], "dev_median_ms": ed["median_ms"],
               "dev_launch_cpu_ms": ed["launch_cpu_ms"], "dev_cpu_pct": ed["cpu_pct"],
+              "dev_restart_median_ms": ed["restart_median_ms"],
               "loadavg_1m": round(os.getloadavg()[0], 2)}
     summary("device layout (the budget's figure)", dev_py, dev)
     summary("dev venv (editable install, for comparison)", sys.executable, ed)
