@@ -259,15 +259,19 @@ def _option_value(opt, value: str):
 
 
 def _preload_push_phase() -> Optional[threading.Thread]:
-    """Import the push phase's modules (``libarms.push`` with the tunnel and https-simple
-    transports and the push protocol: a good part of the launch time) on a short-lived thread
-    while the pull waits on the network. Joined before the push
-    method query; a failed import is left for the real import to report."""
+    """Import, on a short-lived thread while the pull waits on the network, what the main
+    thread needs only once answers arrive: first the XML parser side (the first server answer
+    needs it; nothing parses before), then the push phase's modules (``libarms.push`` with the
+    tunnel and https-simple transports and the push protocol: a good part of the launch time).
+    Joined before the push method query; a failed import is left for the real import to
+    report."""
     if "libarms.push" in sys.modules:
         return None
 
     def work():
         try:
+            from ..protocol import xmlutil
+            xmlutil.load_parser()
             import libarms.push  # noqa: F401
         except Exception as e:    # reported again, with its traceback, where it is needed
             log.debug("push modules not preloaded: %s", e)

@@ -7,15 +7,14 @@ left for the per-message parsers.
 
 from __future__ import annotations
 
-import xml.etree.ElementTree as ET
-
 from .._record import Record, field
 from ..errors import ProtocolError
 from .results import result_text
 from .xmlutil import MAX_DOCUMENT, child, element, escape, int_of, parse_document, text_of
 
 TYPE_CHECKING = False
-if TYPE_CHECKING:  # annotations only: typing stays unloaded at run time (footprint)
+if TYPE_CHECKING:  # annotations only: typing (and the XML parser) stay unloaded at import
+    import xml.etree.ElementTree as ET
     from typing import Optional
 
 #: XML declaration servers put in front of their answers (vector tunnel/02, LF-terminated).
