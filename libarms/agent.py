@@ -143,6 +143,7 @@ class Agent:
         self.app_event_interval = 60.0      # set_app_event_interval(); read by the push loop
         self.ctx.time_floor = BUILD_TIME
         self._floor_saved = 0.0             # what the time floor file holds (0: nothing usable)
+        self._floor_writer: Optional[threading.Thread] = None   # its write, while it runs
         if time_floor_path and os.path.exists(time_floor_path):
             try:
                 with open(time_floor_path) as f:
@@ -302,16 +303,34 @@ class Agent:
             raise _Timeout()
 
     def _note_verified(self) -> None:
-        """A verified server contact: raise the time floor to the clock when the clock is sane."""
+        """A verified server contact: raise the time floor to the clock when the clock is sane.
+        The file (at most one write an hour) is written on a short-lived thread: its two
+        fsyncs (tens of ms on flash) overlap the next exchange; ``pull()`` waits for it before
+        it returns. A crash before it is durable leaves the previous floor (the write is
+        atomic), which is only older: dates are then checked against that one."""
         now = tls_now()
         if now > self.ctx.time_floor:
             self.ctx.time_floor = now
-            if self.time_floor_path and now >= self._floor_saved + FLOOR_SAVE_STEP:
-                try:
-                    write_atomic(self.time_floor_path, f"{int(now)}\n".encode())
-                    self._floor_saved = float(int(now))
-                except OSError as e:
-                    log.warning("cannot save the time floor to %s: %s", self.time_floor_path, e)
+            if self.time_floor_path and now >= self._floor_saved + FLOOR_SAVE_STEP \
+                    and self._floor_writer is None:
+                self._floor_saved = float(int(now))       # no second write while this runs
+                self._floor_writer = threading.Thread(
+                    target=self._write_floor, args=(self.time_floor_path, int(now)),
+                    name="libarms-time-floor", daemon=True)
+                self._floor_writer.start()
+
+    def _write_floor(self, path: str, value: int) -> None:
+        try:
+            write_atomic(path, f"{value}\n".encode())
+        except OSError as e:
+            self._floor_saved = 0.0                       # the next contact tries again
+            log.warning("cannot save the time floor to %s: %s", path, e)
+
+    def _wait_floor_written(self) -> None:
+        """Wait (bounded) for the time floor file write started by this pull."""
+        th, self._floor_writer = self._floor_writer, None
+        if th is not None:
+            th.join(30)
 
     # -- TLS policies (also used by the push side) -----------------------------------------
 
@@ -442,7 +461,10 @@ class Agent:
         c.lines = self._expand_lines(lines if lines is not None else [Line(LineType.DHCP, 0)])
         c.heartbeat, c.push_addresses, c.rs_pull_urls, c.tunnel_urls = [], [], [], []
         try:
-            r = self._pull_loop()
+            try:
+                r = self._pull_loop()
+            finally:
+                self._wait_floor_written()
         except _Timeout:
             r = Err.ETIMEOUT
             self._last_error = ("pull interrupted by end()/stop()" if self._wake.is_set()
