@@ -49,6 +49,7 @@ from .states import Event, State, next_state
 from .transport import pushtls
 from .transport.simple import (SimpleRequestParser, build_form_a, build_form_b, build_sa_error,
                                build_sa_response, close_tls, exchange)
+from .transport.tls import recv_until
 from .transport.tunnel import ChunkKind, MessageAssembler, TunnelClosed, TunnelConnection
 
 TYPE_CHECKING = False
@@ -1359,20 +1360,24 @@ class _Slot:
 
 # -- https-tunnel (W 5) ---------------------------------------------------------------------------
 
-class TunnelRound:
-    """One https-tunnel round: the round thread is tunnel 0's worker; each further tunnel URL
-    gets a worker thread. The round ends (ETIMEOUT) when every worker gave up."""
+class _Round:
+    """What both kinds of round share: the round thread's body (:meth:`main`) ends the loop's
+    round with what :meth:`run` returns (ESYSTEM, the error kept for the loop's thread to
+    re-raise, when it raises)."""
 
     def __init__(self, el: EventLoop):
         self.el = el
         self.ctx = el.ctx
         self.ls = el.ls
-        self.workers: list[TunnelWorker] = []
         self.error: Optional[BaseException] = None
-        self._alive = 0
+
+    def run(self) -> Err:
+        raise NotImplementedError
+
+    def _after_run(self) -> None:
+        """Clean-up on the round thread once :meth:`run` returned or raised."""
 
     def main(self) -> None:
-        """Round thread: the round's outcome is what :meth:`run` returns."""
         try:
             result = self.run()
         except _Cancelled:
@@ -1380,7 +1385,19 @@ class TunnelRound:
         except BaseException as e:        # re-raised by the loop's thread
             self.error = e
             result = Err.ESYSTEM
+        finally:
+            self._after_run()
         self.ls.stop(result)
+
+
+class TunnelRound(_Round):
+    """One https-tunnel round: the round thread is tunnel 0's worker; each further tunnel URL
+    gets a worker thread. The round ends (ETIMEOUT) when every worker gave up."""
+
+    def __init__(self, el: EventLoop):
+        super().__init__(el)
+        self.workers: list[TunnelWorker] = []
+        self._alive = 0
 
     def run(self) -> Err:
         ctx = self.ctx
@@ -1760,33 +1777,21 @@ def _listen(host: str, port: int) -> list:
     return socks
 
 
-class SimpleRound:
+class SimpleRound(_Round):
     """One https-simple round: the round thread listens (``poll`` on the listening sockets and
     the round's wake-up pipe); each connection is served on its own short-lived thread."""
 
     def __init__(self, el: EventLoop):
-        self.el = el
-        self.ctx = el.ctx
-        self.ls = el.ls
+        super().__init__(el)
         self.listeners: list = []
         self.confirmed = False
-        self.error: Optional[BaseException] = None
         self.sslctx: Optional[ssl.SSLContext] = None
         self.last_result_url: Optional[str] = None
         self._lock = threading.Lock()
         self._conns: dict[int, socket.socket] = {}
 
-    def main(self) -> None:
-        try:
-            result = self.run()
-        except _Cancelled:
-            return
-        except BaseException as e:        # re-raised by the loop's thread
-            self.error = e
-            result = Err.ESYSTEM
-        finally:
-            self._close_listeners()
-        self.ls.stop(result)
+    def _after_run(self) -> None:
+        self._close_listeners()
 
     def _close_listeners(self) -> None:
         with self._lock:
@@ -1924,20 +1929,9 @@ class SimpleRound:
         req = None
         try:
             parser = SimpleRequestParser(ctx.distribution_id, ctx.rs_key, ctx.max_message)
-            deadline = time.monotonic() + ctx.io_timeout
-            while parser.result is None:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise TimeoutError("timed out reading the request")
-                tls.settimeout(left)
-                try:
-                    data = tls.recv(65536)
-                except ssl.SSLZeroReturnError:
-                    data = b""
-                if not data:
-                    parser.feed_eof()
-                    break
-                parser.feed(data)
+            recv_until(tls, time.monotonic() + ctx.io_timeout, parser.feed,
+                       lambda: parser.result is not None, parser.feed_eof,
+                       what="reading the request")
             req = parser.result
             assert req is not None
             if req.status in (400, 401):

@@ -88,6 +88,24 @@ def rest(svc, method: str, params: dict, wait: float = 60) -> dict:
     return doc
 
 
+def md_command_and_configure(svc, dev, did: str, arch: str, via: str, hostname: str) -> None:
+    """One md-command (its answer names the CPU it ran on) and one configure carried to its end
+    (asynchronous on the device: start, then done), both through the REST API over ``via``."""
+    doc = rest(svc, "md-command", {"code": did, "module": 1, "command": "show version"})
+    assert doc["via"] == via and doc["resultCode"] == 100, doc
+    assert doc["results"] == [{"module": 1, "result": 100, "encoding": "plain",
+                               "data": f"{MACHINE[arch]} ran: show version"}]
+    doc = rest(svc, "configure", {"code": did,
+                                  "modules": [{"id": 1, "version": "1.1", "info": "mod1"}],
+                                  "configs": [{"id": 1, "data": hostname}]})
+    assert doc["via"] == via and doc["resultCode"] == 100, doc
+    stored = dev.wait_event(lambda e: e["event"] == "config" and e["action"] == 2, 10,
+                            "PUSH_STORE_CONFIG")
+    assert stored["data"] == hostname
+    dev.wait_event(lambda e: e["event"] == "config" and e["action"] == 3, 10,
+                   "PUSH_EXEC_STORED_CONFIG")
+
+
 def test_cross_agent_on_foreign_cpu_provisions_confirms_over_tunnel_serves_pushes_and_heartbeats(
         foreign: ForeignPython, tmp_path):
     """The whole agent on the foreign CPU against the host's test server: two-stage pull,
@@ -131,21 +149,7 @@ def test_cross_agent_on_foreign_cpu_provisions_confirms_over_tunnel_serves_pushe
             assert device.confirmations >= 1
             assert any(t.confirmed and not t.closed for t in device.tunnels)
             dev.state("PUSH_WAIT", 30)
-            # One md-command through the REST API: the answer names the CPU it ran on.
-            doc = rest(svc, "md-command", {"code": did, "module": 1, "command": "show version"})
-            assert doc["via"] == "tunnel" and doc["resultCode"] == 100
-            assert doc["results"] == [{"module": 1, "result": 100, "encoding": "plain",
-                                       "data": f"{MACHINE[foreign.arch]} ran: show version"}]
-            # One configure with its result (asynchronous on the device: start, then done).
-            doc = rest(svc, "configure", {"code": did,
-                                          "modules": [{"id": 1, "version": "1.1", "info": "mod1"}],
-                                          "configs": [{"id": 1, "data": "hostname cross"}]})
-            assert doc["via"] == "tunnel" and doc["resultCode"] == 100, doc
-            stored = dev.wait_event(lambda e: e["event"] == "config" and e["action"] == 2, 10,
-                                    "PUSH_STORE_CONFIG")
-            assert stored["data"] == "hostname cross"
-            dev.wait_event(lambda e: e["event"] == "config" and e["action"] == 3, 10,
-                           "PUSH_EXEC_STORED_CONFIG")
+            md_command_and_configure(svc, dev, did, foreign.arch, "tunnel", "hostname cross")
             # Heartbeats, verified (HMAC with the RS-given passphrase) by the server's receiver.
             assert rx.wait_for(did, count=2, timeout=60), rx.counters
             metrics = rx.latest_metrics(did)
@@ -248,21 +252,9 @@ def test_cross_agent_on_foreign_cpu_serves_pushes_over_https_simple(foreign: For
         try:
             dev.state("PUSH_WAIT", 120)
             svc.call(svc.proxy.wait_reachable(did, 90), 100)
-            doc = rest(svc, "md-command", {"code": did, "module": 1, "command": "show version"})
-            assert doc["via"] == "simple" and doc["resultCode"] == 100, doc
-            assert doc["results"] == [{"module": 1, "result": 100, "encoding": "plain",
-                                       "data": f"{MACHINE[foreign.arch]} ran: show version"}]
             # configure: the answer on the listener's connection, the done report sent by the
             # device on a connection of its own
-            doc = rest(svc, "configure", {"code": did,
-                                          "modules": [{"id": 1, "version": "1.1", "info": "mod1"}],
-                                          "configs": [{"id": 1, "data": "hostname simple"}]})
-            assert doc["via"] == "simple" and doc["resultCode"] == 100, doc
-            stored = dev.wait_event(lambda e: e["event"] == "config" and e["action"] == 2, 10,
-                                    "PUSH_STORE_CONFIG")
-            assert stored["data"] == "hostname simple"
-            dev.wait_event(lambda e: e["event"] == "config" and e["action"] == 3, 10,
-                           "PUSH_EXEC_STORED_CONFIG")
+            md_command_and_configure(svc, dev, did, foreign.arch, "simple", "hostname simple")
         finally:
             dev.stop()
             print("device events:", *dev.events, sep="\n  ")       # shown when the test fails

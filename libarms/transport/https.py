@@ -16,7 +16,7 @@ import time
 
 from ..errors import ProtocolError
 from ..protocol.http import HttpResponse, ResponseParser, Url, parse_url
-from .tls import TlsPolicy, client_context, verify_peer
+from .tls import TlsPolicy, client_context, recv_until, verify_peer
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: typing stays unloaded at run time (footprint)
@@ -110,17 +110,13 @@ def exchange(tls: ssl.SSLSocket, request: bytes, *, timeout: float = RESPONSE_TI
     tls.sendall(request)
     deadline = time.monotonic() + timeout
     parser = ResponseParser(max_body=max_body)
-    while True:
-        tls.settimeout(_remaining(deadline, "waiting for the server's answer"))
-        try:
-            data = tls.recv(65536)
-        except ssl.SSLZeroReturnError:
-            data = b""
-        if not data:
-            parser.feed_eof()
-            break
-        if parser.feed(data):
-            break
+    complete = [False]
+
+    def feed(data: bytes) -> None:
+        complete[0] = bool(parser.feed(data))
+
+    recv_until(tls, deadline, feed, lambda: complete[0], parser.feed_eof, TransportError,
+               "waiting for the server's answer")
     return parser.response
 
 

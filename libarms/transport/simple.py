@@ -22,6 +22,7 @@ import time
 from .._record import Record
 from ..errors import ProtocolError
 from ..protocol.push import Url
+from .tls import recv_until
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: typing stays unloaded at run time (footprint)
@@ -310,18 +311,7 @@ def request(sock: ssl.SSLSocket, data: bytes, timeout: float, max_body: int = 10
     sock.settimeout(timeout)
     sock.sendall(data)
     rr = ResponseReader(max_body)
-    while not rr.done:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise TimeoutError("timed out waiting for the server's answer")
-        sock.settimeout(left)
-        try:
-            chunk = sock.recv(65536)
-        except ssl.SSLZeroReturnError:
-            chunk = b""
-        if not chunk:
-            break
-        rr.feed(chunk)
+    recv_until(sock, deadline, rr.feed, lambda: rr.done, what="waiting for the server's answer")
     return rr.answer()
 
 

@@ -200,3 +200,26 @@ def verify_peer(sock: ssl.SSLSocket, policy: TlsPolicy, host: str, *,
             raise TlsVerifyError(f"{where}: trust anchor expired before the last trusted time {stamp}")
         note(f"{where}: system clock {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(clock))} is "
              f"behind the last trusted time {stamp}; certificate dates checked against {stamp}")
+
+
+def recv_until(sock: ssl.SSLSocket, deadline: float, feed: "Callable[[bytes], object]",
+               done: "Callable[[], bool]", on_eof: "Optional[Callable[[], None]]" = None,
+               timeout_error: "Callable[[str], BaseException]" = TimeoutError,
+               what: str = "waiting for the peer") -> None:
+    """Read ``sock`` into ``feed`` until ``done()`` or the peer closes (then ``on_eof()``), all
+    before the ``time.monotonic()`` ``deadline``; past it, raise ``timeout_error("timed out
+    " + what)``. A TLS close_notify counts as the peer's close."""
+    while not done():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise timeout_error(f"timed out {what}")
+        sock.settimeout(left)
+        try:
+            data = sock.recv(65536)
+        except ssl.SSLZeroReturnError:
+            data = b""
+        if not data:
+            if on_eof is not None:
+                on_eof()
+            return
+        feed(data)
