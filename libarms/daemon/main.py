@@ -258,29 +258,31 @@ def _option_value(opt, value: str):
         raise UsageError(f"argument {shown}: invalid int value: {value!r}") from None
 
 
-def _preload_push_phase() -> Optional[threading.Thread]:
-    """Import, on a short-lived thread while the pull waits on the network, what the main
-    thread needs only once answers arrive: first the XML parser side (the first server answer
-    needs it; nothing parses before), then the push phase's modules (``libarms.push`` with the
-    tunnel and https-simple transports and the push protocol: a good part of the launch time).
-    Joined before the push method query; a failed import is left for the real import to
-    report."""
+def _import_push_phase() -> None:
+    """What the main thread needs only once answers arrive: first the XML parser side (the
+    first server answer needs it; nothing parses before), then the push phase's modules
+    (``libarms.push`` with the tunnel and https-simple transports and the push protocol: a good
+    part of the launch time). A failed import is left for the real import to report."""
+    try:
+        from ..protocol import xmlutil
+        xmlutil.load_parser()
+        import libarms.push  # noqa: F401
+    except Exception as e:    # reported again, with its traceback, where it is needed
+        log.debug("push modules not preloaded: %s", e)
+
+
+def _preload_push_phase() -> None:
+    """Have :func:`_import_push_phase` run while the pull's first exchange waits for its
+    answer (``transport.https.while_waiting``): on the main thread, between sending the
+    request and reading the answer. (A preload thread started with the pull did the same work
+    while the main thread was blocked, but each wake-up of the main thread then waited for the
+    GIL, up to a switch interval, and the hand-overs cost CPU. A/B, 2 x 20 runs in both
+    orders: CPU to PUSH_WAIT -6 ms on a first boot, -3 ms on a restart, wall time within the
+    noise; on a one-core gateway a thread cannot overlap anything anyway.)"""
     if "libarms.push" in sys.modules:
-        return None
-
-    def work():
-        try:
-            from ..protocol import xmlutil
-            xmlutil.load_parser()
-            import libarms.push  # noqa: F401
-        except Exception as e:    # reported again, with its traceback, where it is needed
-            log.debug("push modules not preloaded: %s", e)
-
-    # (A shorter GIL switch interval while this runs helped when the push phase imported
-    # asyncio; with the thread-based push phase it costs ~10 ms: measured, so not done.)
-    th = threading.Thread(target=work, name="armsd-preload", daemon=True)
-    th.start()
-    return th
+        return
+    from ..transport import https
+    https.while_waiting(_import_push_phase)
 
 
 class Armsd:
@@ -478,7 +480,7 @@ class Armsd:
         """pull → save state → post-pull → method query → run; returns the agent's result."""
         agent = self.agent
         self.callbacks.begin_pull()
-        preload = _preload_push_phase()
+        _preload_push_phase()
         self.store.defer_dir_syncs()      # flushed with the state file (see ModuleStore)
         pulled = False
         try:
@@ -510,8 +512,6 @@ class Armsd:
         if res is not None and not res.ok:
             log.error("script-post-pull %s: taking the reboot path", res.describe())
             return int(Err.EREBOOT)
-        if preload is not None:
-            preload.join(30)      # no fork (-w) and no second importer while it still runs
         try:
             self._call("query", agent.push_method_query)
         except ArmsError as e:

@@ -103,11 +103,40 @@ def open_tls(url: "Url | str", policy: TlsPolicy, *, proxy: Optional[str] = None
         raise
 
 
+#: One-shot work for the next exchange to run while its answer is on the way (while_waiting).
+_WAITING: list = []
+
+
+def while_waiting(fn: Callable[[], None]) -> None:
+    """Have ``fn`` run once, on the thread of the next :func:`exchange` (of any agent), after
+    its request is sent and before its answer is read: CPU work that is not needed before the
+    answer (armsd imports the push phase there) overlaps the server's time to answer instead
+    of delaying the request, and without a second thread there is no GIL hand-over delaying
+    the exchange either. Queuing the same ``fn`` twice runs it once. An exception from ``fn``
+    is logged (debug) and ignored; the answer's timeout starts after it."""
+    if fn not in _WAITING:
+        _WAITING.append(fn)
+
+
+def _run_waiting() -> None:
+    for _ in range(len(_WAITING)):         # bounded: what was queued when the request went out
+        try:
+            fn = _WAITING.pop(0)               # atomic: another exchange may take its own
+        except IndexError:
+            return
+        try:
+            fn()
+        except Exception as e:
+            log.debug("work queued for the wait failed: %s", e)
+
+
 def exchange(tls: ssl.SSLSocket, request: bytes, *, timeout: float = RESPONSE_TIMEOUT,
              max_body: int = 4 * 1024 * 1024) -> HttpResponse:
     """Write ``request`` in one go and read one response (whole answer within ``timeout``)."""
     tls.settimeout(timeout)
     tls.sendall(request)
+    if _WAITING:
+        _run_waiting()
     deadline = time.monotonic() + timeout
     parser = ResponseParser(max_body=max_body)
     complete = [False]
@@ -135,4 +164,5 @@ def post(url: "Url | str", request: bytes, policy: TlsPolicy, *, proxy: Optional
     return resp
 
 
-__all__ = ["TransportError", "HttpStatusError", "open_tls", "exchange", "post", "ProtocolError"]
+__all__ = ["TransportError", "HttpStatusError", "open_tls", "exchange", "post", "ProtocolError",
+           "while_waiting"]
