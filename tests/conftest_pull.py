@@ -187,3 +187,21 @@ class ConnectProxy:
 
     def close(self):
         self.sock.close()
+
+
+def replay_over_tls(host: str, port: int, ctx, raw: bytes, require_version: str = ""):
+    """Send captured request bytes over TLS and parse the answer read up to the connection's
+    close (bounded); ``require_version`` skips the test when the handshake gave another one."""
+    from libarms.protocol import parse_http_response
+    with socket.create_connection((host, port), timeout=10) as sock:
+        with ctx.wrap_socket(sock) as t:
+            if require_version and t.version() != require_version:
+                pytest.skip(f"no {require_version} in this OpenSSL")
+            t.sendall(raw)
+            out = b""
+            for _ in range(1000):
+                d = t.recv(65536)
+                if not d:
+                    break
+                out += d
+    return parse_http_response(out)

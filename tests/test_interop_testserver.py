@@ -14,10 +14,10 @@ import warnings
 
 import pytest
 
-from conftest_pull import new_server, pull_pki  # noqa: F401
+from conftest_pull import new_server, pull_pki, replay_over_tls  # noqa: F401
 from _vectors import VECTORS_DIR
 from libarms.callbacks import LineType
-from libarms.protocol import (parse_config_solicitation_response, parse_http_response,
+from libarms.protocol import (parse_config_solicitation_response,
                               parse_rs_solicitation_response)
 
 V = pathlib.Path(VECTORS_DIR)
@@ -36,20 +36,6 @@ def _client_ctx(ca_path: str) -> ssl.SSLContext:
         ctx.minimum_version = ssl.TLSVersion.TLSv1
     ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
     return ctx
-
-
-def _replay(host: str, port: int, ctx: ssl.SSLContext, raw: bytes):
-    """Send the captured request bytes and read the answer to the connection close (bounded)."""
-    with socket.create_connection((host, port), timeout=10) as sock:
-        with ctx.wrap_socket(sock) as t:
-            t.sendall(raw)
-            out = b""
-            for _ in range(1000):
-                d = t.recv(65536)
-                if not d:
-                    break
-                out += d
-    return parse_http_response(out)
 
 
 def _server(tmp_path, pki, host):
@@ -72,7 +58,7 @@ def test_ls_default_line_is_of_the_rs_address_family_so_the_5_33_client_reaches_
     s = _server(tmp_path, pull_pki, host)
     try:
         ctx = _client_ctx(s.ca_path)
-        ls = _replay(host, s.ls_port, ctx, (V / "tunnel/01-ls-pull-request.http").read_bytes())
+        ls = replay_over_tls(host, s.ls_port, ctx, (V / "tunnel/01-ls-pull-request.http").read_bytes())
         r = parse_rs_solicitation_response(ls.body)
         assert r.result_code == 100 and r.rs_urls == (s.rs_url,)
         assert [ln.type for ln in r.lines] == [line_type]
@@ -86,12 +72,12 @@ def test_rs_announces_its_own_address_as_push_source_by_default(tmp_path, pull_p
     s = _server(tmp_path, pull_pki, host)
     try:
         ctx = _client_ctx(s.ca_path)
-        rs = _replay(host, s.rs_port, ctx, (V / "tunnel/03-rs-pull-request.http").read_bytes())
+        rs = replay_over_tls(host, s.rs_port, ctx, (V / "tunnel/03-rs-pull-request.http").read_bytes())
         r = parse_config_solicitation_response(rs.body)
         assert r.result_code == 100
         assert r.rs_push_server_addresses == (host,)
         s.db.set_service(P["distribution_id"], push_addresses=["192.0.2.20"])   # explicit wins
-        rs = _replay(host, s.rs_port, ctx, (V / "tunnel/03-rs-pull-request.http").read_bytes())
+        rs = replay_over_tls(host, s.rs_port, ctx, (V / "tunnel/03-rs-pull-request.http").read_bytes())
         assert parse_config_solicitation_response(rs.body).rs_push_server_addresses == ("192.0.2.20",)
     finally:
         s.stop()
@@ -103,7 +89,7 @@ def test_ls_warns_when_no_configured_line_can_reach_the_rs(tmp_path, pull_pki, c
         s.db.set_location(P["distribution_id"], rs_urls=["https://[2001:db8::1]/rs.cgi"],
                           lines=[{"type": "dhcp", "ifindex": 1}])
         with caplog.at_level(logging.WARNING, logger="libarms.testserver"):
-            ls = _replay("127.0.0.1", s.ls_port, _client_ctx(s.ca_path),
+            ls = replay_over_tls("127.0.0.1", s.ls_port, _client_ctx(s.ca_path),
                          (V / "tunnel/01-ls-pull-request.http").read_bytes())
         r = parse_rs_solicitation_response(ls.body)
         assert [ln.type for ln in r.lines] == [LineType.DHCP]          # as configured

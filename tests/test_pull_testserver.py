@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from conftest_pull import DIST, FAST, LS_KEY, Recorder, new_server, pull_pki  # noqa: F401
+from conftest_pull import DIST, FAST, LS_KEY, Recorder, new_server, pull_pki, replay_over_tls  # noqa: F401
 from libarms import Agent, State
 from _vectors import VECTORS_DIR  # noqa: E402
 
@@ -121,7 +121,7 @@ def test_tls_1_0_is_accepted_only_behind_the_legacy_switch(tmp_path, pull_pki, l
 @pytest.mark.filterwarnings("ignore:ssl.TLSVersion.TLSv1 is deprecated")
 def test_legacy_server_answers_the_captured_libarms_requests_over_tls_1_0(tmp_path, pull_pki):
     import pathlib
-    from libarms.protocol import (parse_config_solicitation_response, parse_http_response,
+    from libarms.protocol import (parse_config_solicitation_response,
                                   parse_rs_solicitation_response)
     v = pathlib.Path(VECTORS_DIR)
     p = json.loads((v / "parameters.json").read_text())
@@ -136,18 +136,7 @@ def test_legacy_server_answers_the_captured_libarms_requests_over_tls_1_0(tmp_pa
         ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
 
         def exchange(port, raw):
-            with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-                with ctx.wrap_socket(sock) as t:
-                    if t.version() != "TLSv1":
-                        pytest.skip("no TLS 1.0 in this OpenSSL")
-                    t.sendall(raw)
-                    out = b""
-                    for _ in range(1000):
-                        d = t.recv(65536)
-                        if not d:
-                            break
-                        out += d
-                    return parse_http_response(out)
+            return replay_over_tls("127.0.0.1", port, ctx, raw, require_version="TLSv1")
         try:
             ls = exchange(s.ls_port, (v / "tunnel/01-ls-pull-request.http").read_bytes())
         except ssl.SSLError as e:
