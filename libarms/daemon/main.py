@@ -258,31 +258,44 @@ def _option_value(opt, value: str):
         raise UsageError(f"argument {shown}: invalid int value: {value!r}") from None
 
 
+def _import_parser() -> None:
+    """The XML parser side: the first server answer needs it; nothing parses before."""
+    from ..protocol import xmlutil
+    xmlutil.load_parser()
+
+
 def _import_push_phase() -> None:
-    """What the main thread needs only once answers arrive: first the XML parser side (the
-    first server answer needs it; nothing parses before), then the push phase's modules
-    (``libarms.push`` with the tunnel and https-simple transports and the push protocol: a good
-    part of the launch time). A failed import is left for the real import to report."""
+    """The push phase's modules (``libarms.push`` with the tunnel and https-simple transports
+    and the push protocol: a good part of the launch time). A failed import is left for the
+    real import to report."""
     try:
-        from ..protocol import xmlutil
-        xmlutil.load_parser()
         import libarms.push  # noqa: F401
     except Exception as e:    # reported again, with its traceback, where it is needed
         log.debug("push modules not preloaded: %s", e)
 
 
-def _preload_push_phase() -> None:
-    """Have :func:`_import_push_phase` run while the pull's first exchange waits for its
-    answer (``transport.https.while_waiting``): on the main thread, between sending the
-    request and reading the answer. (A preload thread started with the pull did the same work
-    while the main thread was blocked, but each wake-up of the main thread then waited for the
-    GIL, up to a switch interval, and the hand-overs cost CPU. A/B, 2 x 20 runs in both
-    orders: CPU to PUSH_WAIT -6 ms on a first boot, -3 ms on a restart, wall time within the
-    noise; on a one-core gateway a thread cannot overlap anything anyway.)"""
+def _import_all() -> None:
+    _import_parser()
+    _import_push_phase()
+
+
+def _preload_push_phase(ls_first: bool = True) -> None:
+    """Have what the main thread needs only once answers arrive imported while the pull's
+    exchanges wait for their answers (``transport.https.while_waiting``): on the main thread,
+    between sending a request and reading its answer. A pull that starts at the LS has two
+    waits (LS, RS): the parser in the first, the push phase in the second; one that starts at
+    the RS (state restored) has one, for both. (A preload thread started with the pull did
+    the same work while the main thread was blocked, but each wake-up of the main thread then
+    waited for the GIL, up to a switch interval, and the hand-overs cost CPU; on a one-core
+    gateway a thread cannot overlap anything anyway.)"""
     if "libarms.push" in sys.modules:
         return
     from ..transport import https
-    https.while_waiting(_import_push_phase)
+    if ls_first:
+        https.while_waiting(_import_parser)
+        https.while_waiting(_import_push_phase)
+    else:
+        https.while_waiting(_import_all)
 
 
 class Armsd:
@@ -455,6 +468,7 @@ class Armsd:
         if blob is not None:
             try:
                 self.agent.restore_state(blob)
+                self._ls_skipped = True
                 log.info("state restored from %s: the LS is skipped", cfg.path_state_cache)
             except Exception as e:
                 log.warning("state cache %s not usable (%s): pulling from the LS",
@@ -480,7 +494,7 @@ class Armsd:
         """pull → save state → post-pull → method query → run; returns the agent's result."""
         agent = self.agent
         self.callbacks.begin_pull()
-        _preload_push_phase()
+        _preload_push_phase(ls_first=not getattr(self, "_ls_skipped", False))
         self.store.defer_dir_syncs()      # flushed with the state file (see ModuleStore)
         pulled = False
         try:

@@ -108,26 +108,27 @@ _WAITING: list = []
 
 
 def while_waiting(fn: Callable[[], None]) -> None:
-    """Have ``fn`` run once, on the thread of the next :func:`exchange` (of any agent), after
+    """Have ``fn`` run once, on the thread of a later :func:`exchange` (of any agent), after
     its request is sent and before its answer is read: CPU work that is not needed before the
     answer (armsd imports the push phase there) overlaps the server's time to answer instead
     of delaying the request, and without a second thread there is no GIL hand-over delaying
-    the exchange either. Queuing the same ``fn`` twice runs it once. An exception from ``fn``
-    is logged (debug) and ignored; the answer's timeout starts after it."""
+    the exchange either. Each exchange runs the oldest queued ``fn`` only, so that work queued
+    in pieces spreads over the waits of consecutive exchanges. Queuing the same ``fn`` twice
+    runs it once. An exception from ``fn`` is logged (debug) and ignored; the answer's timeout
+    starts after it."""
     if fn not in _WAITING:
         _WAITING.append(fn)
 
 
 def _run_waiting() -> None:
-    for _ in range(len(_WAITING)):         # bounded: what was queued when the request went out
-        try:
-            fn = _WAITING.pop(0)               # atomic: another exchange may take its own
-        except IndexError:
-            return
-        try:
-            fn()
-        except Exception as e:
-            log.debug("work queued for the wait failed: %s", e)
+    try:
+        fn = _WAITING.pop(0)                   # atomic: another exchange may take its own
+    except IndexError:
+        return
+    try:
+        fn()
+    except Exception as e:
+        log.debug("work queued for the wait failed: %s", e)
 
 
 def exchange(tls: ssl.SSLSocket, request: bytes, *, timeout: float = RESPONSE_TIMEOUT,
