@@ -134,6 +134,20 @@ class Armsd:
         self.wait()
 
 
+def run_until(conf_path: str, text: str, *extra: str, timeout: float = 60.0) -> Armsd:
+    """Start armsd, wait for ``text`` in its log, then SIGTERM it and wait for its end; returns
+    the finished process (its ``lines`` stay readable)."""
+    import signal as _s
+    d = Armsd(conf_path, *extra)
+    try:
+        d.wait_for(text, timeout)
+    finally:
+        d.signal(_s.SIGTERM)
+        d.wait(timeout)
+        d.stop()
+    return d
+
+
 def make_root_ca(directory) -> str:
     """A throw-away self-signed CA named like the ARMS Root CA; returns the PEM path."""
     import datetime

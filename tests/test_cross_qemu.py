@@ -88,6 +88,23 @@ def rest(svc, method: str, params: dict, wait: float = 60) -> dict:
     return doc
 
 
+def tunnel_push_server(srv, tmp_path: Path, did: str, ls_key: str, module: dict):
+    """The test server's heartbeat receiver and https-tunnel push service, and the device
+    registered with one module and 1 s heartbeats to that receiver."""
+    from libarms.testserver.heartbeat import HeartbeatReceiver
+    from libarms.testserver.pushservice import PushService
+    rx = HeartbeatReceiver()
+    srv.add_component(rx)
+    svc = PushService(str(tmp_path / "server"), methods=("https-tunnel",), echo_interval=30,
+                      connect_timeout=60, push_timeout=60)
+    srv.add_component(svc)
+    srv.add_device(did, ls_key, service={
+        "modules": [module],
+        "heartbeat": [{"host": "127.0.0.1", "port": rx.port, "passphrase": HB_PASSPHRASE,
+                       "interval": 1}]})
+    return rx, svc
+
+
 def md_command_and_configure(svc, dev, did: str, arch: str, via: str, hostname: str) -> None:
     """One md-command (its answer names the CPU it ran on) and one configure carried to its end
     (asynchronous on the device: start, then done), both through the REST API over ``via``."""
@@ -114,21 +131,12 @@ def test_cross_agent_on_foreign_cpu_provisions_confirms_over_tunnel_serves_pushe
     needs("libarms/agent.py", "libarms/push.py", "libarms/testserver/server.py",
           "libarms/testserver/pushservice.py", "libarms/testserver/heartbeat.py",
           "csrc/build_core.py")
-    from libarms.testserver.heartbeat import HeartbeatReceiver
-    from libarms.testserver.pushservice import PushService
     from libarms.testserver.server import TestServer
 
     did = DISTRIBUTION_ID[foreign.arch]
     with TestServer(str(tmp_path / "server")) as srv:
-        rx = HeartbeatReceiver()
-        srv.add_component(rx)
-        svc = PushService(str(tmp_path / "server"), methods=("https-tunnel",), echo_interval=30,
-                          connect_timeout=60, push_timeout=60)
-        srv.add_component(svc)
-        srv.add_device(did, "ls-sa-key-x", service={
-            "modules": [{"id": 1, "version": "1.0", "info": "mod1", "config": "boot config\n"}],
-            "heartbeat": [{"host": "127.0.0.1", "port": rx.port, "passphrase": HB_PASSPHRASE,
-                           "interval": 1}]})
+        rx, svc = tunnel_push_server(srv, tmp_path, did, "ls-sa-key-x", {
+            "id": 1, "version": "1.0", "info": "mod1", "config": "boot config\n"})
         dev = foreign.spawn({
             "distribution_id": did, "ls_sa_key": "ls-sa-key-x", "ca_pem": srv.ca_path,
             "initial_config": srv.initial_config(), "push": True, "pull_timeout": 120,
@@ -172,22 +180,13 @@ def test_cross_armsd_on_qemu_arm_provisions_serves_a_hook_and_stops_cleanly_on_s
     import signal
     import subprocess
 
-    from libarms.testserver.heartbeat import HeartbeatReceiver
-    from libarms.testserver.pushservice import PushService
     from libarms.testserver.server import TestServer
 
     arm = cross_stage("armhf")
     did = "0001-0000-0000-0000-0000-0000-00A7-0D01"
     with TestServer(str(tmp_path / "server")) as srv:
-        rx = HeartbeatReceiver()
-        srv.add_component(rx)
-        svc = PushService(str(tmp_path / "server"), methods=("https-tunnel",), echo_interval=30,
-                          connect_timeout=60, push_timeout=60)
-        srv.add_component(svc)
-        srv.add_device(did, "armsd-ls-key", service={
-            "modules": [{"id": 1, "version": "1", "info": "one", "config": "hostname v1\n"}],
-            "heartbeat": [{"host": "127.0.0.1", "port": rx.port, "passphrase": HB_PASSPHRASE,
-                           "interval": 1}]})
+        rx, svc = tunnel_push_server(srv, tmp_path, did, "armsd-ls-key", {
+            "id": 1, "version": "1", "info": "one", "config": "hostname v1\n"})
         (tmp_path / "initial-config").write_text(srv.initial_config())
         hook = tmp_path / "command"
         hook.write_text('#!/bin/sh\nprintf "armsd hook ran %s for module %s" "$(cat "$2")" "$1"'

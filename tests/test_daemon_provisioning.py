@@ -9,7 +9,7 @@ import pytest
 pytest.importorskip("libarms.agent", reason="needs the Agent (pull branch) merged")
 pytest.importorskip("libarms.testserver.server", reason="needs the test server merged")
 
-from conftest_daemon import DISTID, Armsd, hooks, write_conf  # noqa: E402,F401
+from conftest_daemon import DISTID, Armsd, hooks, run_until, write_conf  # noqa: E402,F401
 
 from libarms.testserver.server import TestServer as ArmsTestServer  # noqa: E402
 
@@ -77,13 +77,7 @@ def test_armsd_provisions_from_ls_then_rs_and_applies_every_module(conf, hooks, 
 def test_restart_skips_the_ls_and_sigkill_while_applying_a_new_config_leaves_the_old_one(
         conf, hooks, server, tmp_path):
     running = tmp_path / "work" / "running-config" / "1001"
-    first = Armsd(conf)
-    try:
-        first.wait_for("state saved", 60)
-    finally:
-        first.signal(signal.SIGTERM)
-        first.wait(60)
-        first.stop()
+    run_until(conf, "state saved")
     old = running.read_bytes()
     ls_requests = len(server.db.requests(DISTID, "rs-solicitation"))
     new_config = "hostname fake-sa-v2\n" + "x" * 200_000 + "\n"
@@ -103,13 +97,7 @@ def test_restart_skips_the_ls_and_sigkill_while_applying_a_new_config_leaves_the
         release.touch()
         second.stop()
     assert running.read_bytes() == old               # old, complete
-    third = Armsd(conf)
-    try:
-        third.wait_for("state saved", 60)
-    finally:
-        third.signal(signal.SIGTERM)
-        third.wait(60)
-        third.stop()
+    third = run_until(conf, "state saved")
     assert running.read_text() == new_config          # new, complete
     assert not os.listdir(tmp_path / "work" / "tmp")
     assert "Skip LS access" in "\n".join(third.lines)
