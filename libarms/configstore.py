@@ -12,27 +12,14 @@ import os
 import re
 import threading
 
+from ._atomic import write_atomic
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: typing stays unloaded at run time (footprint)
     from typing import Optional
 
 KINDS = ("candidate", "running", "backup")
 _NAME = re.compile(r"\A(\d{1,10})\.cfg\Z")
-
-
-def atomic_write(path: str, data: bytes) -> None:
-    d = os.path.dirname(path) or "."
-    tmp = f"{path}.tmp.{os.getpid()}.{threading.get_ident()}"
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fd = os.open(d, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class ConfigStore:
@@ -71,7 +58,7 @@ class ConfigStore:
             if not self.directory:
                 self._mem[kind][module_id] = bytes(data)
             else:
-                atomic_write(self._path(kind, module_id), bytes(data))
+                write_atomic(self._path(kind, module_id), bytes(data), 0o644)
 
     def discard(self, kind: str, module_id: int) -> None:
         with self._lock:

@@ -15,47 +15,16 @@ import logging
 import os
 import threading
 
+from .._atomic import _unlink_quietly, fsync_dir, write_atomic  # noqa: F401 (re-exported)
+
 log = logging.getLogger("libarms.daemon.statefile")
 
 #: Refuse to load a state cache larger than this (the libarms 5.33 blob is 29456 bytes).
 MAX_STATE_SIZE = 1 << 20
 
 
-def fsync_dir(path: str) -> None:
-    """Flush a directory entry change (rename, link, unlink) to the disk."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path: str, data: bytes, mode: int = 0o600, sync_dir: bool = True) -> None:
-    """Replace ``path`` by ``data``: temp file in the same directory, fsync, rename, fsync dir
-    (``sync_dir`` False: the caller flushes the directory later; the file is old or new
-    either way, the flush only makes the new one survive a power cut from then on)."""
-    directory = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(directory, ".%s.tmp.%d.%d" % (os.path.basename(path), os.getpid(),
-                                                      threading.get_ident()))
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        view = memoryview(data)
-        while view:
-            n = os.write(fd, view)
-            view = view[n:]
-        os.fsync(fd)
-    except BaseException:
-        os.close(fd)
-        _unlink_quietly(tmp)
-        raise
-    os.close(fd)
-    try:
-        os.replace(tmp, path)
-    except BaseException:
-        _unlink_quietly(tmp)
-        raise
-    if sync_dir:
-        fsync_dir(directory)
+# one implementation for the library and the daemon (the names stay: modules and tests use them)
+atomic_write = write_atomic
 
 
 def remove_stale_temporaries(directory: str) -> int:
@@ -70,13 +39,6 @@ def remove_stale_temporaries(directory: str) -> int:
             _unlink_quietly(os.path.join(directory, name))
             removed += 1
     return removed
-
-
-def _unlink_quietly(path: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
 
 
 class StateCache:

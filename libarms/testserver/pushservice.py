@@ -23,7 +23,7 @@ import ssl
 import threading
 from typing import Callable, Optional
 
-from ..configstore import atomic_write
+from .._atomic import write_atomic
 from ..protocol import push as P
 from .proxy import PushProxy
 from .rest import RequestStore, RestApi
@@ -118,7 +118,7 @@ class PushService:
         info = {"rest_url": self.rest.url, "token": self.token, "proxy_url": self.proxy.url,
                 "tunnel_url": self.proxy.tunnel_url}
         path = os.path.join(self.state_dir, INFO_FILE)
-        atomic_write(path, json.dumps(info, indent=1).encode())
+        write_atomic(path, json.dumps(info, indent=1).encode(), 0o644)
         os.chmod(path, 0o600)
 
     def stop(self) -> None:
